@@ -1,0 +1,35 @@
+# reverie: `make quickstart` runs the main job, `make test` the test suite, each from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU torch unless a GPU is present. On machines without the local wheel, add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu to get the CPU build from PyTorch's index.
+TORCH_CPU ?= torch==2.13.0
+TORCH_INDEX ?=
+
+.PHONY: venv quickstart test test-slow bench clean
+
+$(BIN)/reverie: pyproject.toml
+	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg"; (apt-get update -qq && apt-get install -y -qq ffmpeg) >/dev/null; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	if command -v nvidia-smi >/dev/null; then $(BIN)/pip install -q torch; \
+	else $(BIN)/pip install -q $(TORCH_CPU) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)); fi
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(BIN)/reverie
+
+venv: $(BIN)/reverie
+
+quickstart: venv
+	$(BIN)/python -m reverie.quickstart --out runs/quickstart
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-slow: venv
+	$(BIN)/python -m pytest -q -m slow
+
+bench: venv
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

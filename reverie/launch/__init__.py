@@ -1,0 +1,1 @@
+"""Launch code: SLURM scripts, cluster environments, and the sizes and names they take."""

@@ -1,0 +1,1 @@
+"""Video ingestion: probe, decode, clip, resample, filter, dedup and shard."""

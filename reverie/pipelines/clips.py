@@ -1,0 +1,156 @@
+"""One input file -> its clips: decode, resample, cut at shot changes, score, encode, spool.
+
+This is the work a pool worker does for one input. Clips are `clip_frames` consecutive frames of
+one shot at `fps`; a shot change drops the partial clip before it. Each kept clip is scored
+(motion, perceptual hash), encoded, and written to a spool tar that is renamed into place only
+when the whole input is done, so a finished spool survives a killed run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import webdataset as wds
+
+from reverie.pipelines.decoders import DECODERS
+from reverie.pipelines.encode import encode_clip
+from reverie.pipelines.errors import VideoDecodeError
+from reverie.pipelines.filters import clip_hash, motion_score
+from reverie.pipelines.geometry import FrameGeometry
+from reverie.pipelines.probe import VideoInfo, probe
+from reverie.pipelines.scenes import CutDetector
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How every input is cut into clips (the `reverie ingest` flags)."""
+
+    clip_frames: int = 16
+    fps: float = 8.0
+    size: int = 256
+    keep_aspect: bool = False
+    scene_cuts: bool = True
+    cut_threshold: float = 27.0
+    min_duration: float = 0.0  # seconds; shorter inputs are skipped (0 turns the filter off)
+    min_motion: float = 0.0  # clips with a lower motion score are dropped (0 turns the filter off)
+    clip_format: str = "mp4"
+    decoder: str = "pyav"
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    start_time: float
+    end_time: float
+    scene_index: int
+
+
+def input_key(path: str | Path) -> str:
+    """A stable id for an input: the first 16 hex digits of the SHA-1 of its absolute path."""
+    return hashlib.sha1(str(Path(path).absolute()).encode()).hexdigest()[:16]
+
+
+def clip_key(source_key: str, clip_index: int) -> str:
+    return f"{source_key}_{clip_index:05d}"
+
+
+def cut_clips(frames: Iterator[tuple[float, np.ndarray]], spec: ClipSpec, frame_period: float) -> Iterator[Clip]:
+    """Group a (time, frame) stream into consecutive clips that never span a detected cut."""
+    detector = CutDetector(threshold=spec.cut_threshold)
+    pending: list[np.ndarray] = []
+    start_time, scene_index = 0.0, 0
+    for time_s, frame in frames:
+        if spec.scene_cuts and detector.update(frame)[1]:
+            pending, scene_index = [], scene_index + 1
+        if not pending:
+            start_time = time_s
+        pending.append(frame)
+        if len(pending) == spec.clip_frames:
+            yield Clip(np.stack(pending), start_time, time_s + frame_period, scene_index)
+            pending = []
+
+
+def ingest_file(path: str, spec: ClipSpec, spool_dir: str, info: VideoInfo | None = None) -> dict:
+    """Cut `path` into clips and spool them; return the input's record (status, reason, clip metadata).
+
+    Raises `VideoDecodeError` when the file yields no frame at all. A decode error after some frames
+    keeps the clips before it and says where decoding stopped in `reason`.
+    """
+    started = time.perf_counter()
+    info = info or probe(path)
+    source_key = input_key(path)
+    record = {"path": path, "key": source_key, "info": info.to_dict(), "clips": [], "frames": 0, "dropped": {"static": 0}}
+    if spec.min_duration and info.duration < spec.min_duration:
+        return record | {"status": "skipped", "reason": f"shorter than {spec.min_duration:g} s ({info.duration:.2f} s)"}
+    geometry = FrameGeometry.fit(info.width, info.height, spec.size, spec.keep_aspect)
+    frames = DECODERS.get(spec.decoder)().frames(info, spec.fps, geometry)
+    spool = Path(spool_dir) / f"{source_key}.tar"
+    partial = spool.with_suffix(".tar.partial")
+    reason = ""
+    with wds.TarWriter(str(partial)) as sink:
+        try:
+            for index, clip in enumerate(cut_clips(_track(frames, record), spec, 1.0 / spec.fps)):
+                motion = motion_score(clip.frames)
+                if spec.min_motion and motion < spec.min_motion:
+                    record["dropped"]["static"] += 1
+                    continue
+                meta = _clip_meta(record, info, spec, clip, clip_key(source_key, index), motion)
+                sink.write({"__key__": meta["key"], spec.clip_format: encode_clip(clip.frames, spec.fps, spec.clip_format), "json": meta})
+                record["clips"].append(meta)
+        except VideoDecodeError as error:
+            if not record["frames"]:
+                partial.unlink(missing_ok=True)
+                raise
+            reason = f"decoding stopped at {record['last_time']:.2f} s: {error.reason}"
+    partial.rename(spool)
+    record.pop("last_time", None)
+    if not record["frames"]:
+        status, reason = "failed", "no frame could be decoded"
+    elif record["clips"]:
+        status = "ok"
+    elif reason:
+        status = "failed"
+    else:
+        status, reason = "skipped", _why_no_clips(record, spec)
+    return record | {"status": status, "reason": reason, "seconds": time.perf_counter() - started}
+
+
+def _track(frames: Iterator[tuple[float, np.ndarray]], record: dict) -> Iterator[tuple[float, np.ndarray]]:
+    for time_s, frame in frames:
+        record["frames"] += 1
+        record["last_time"] = time_s
+        yield time_s, frame
+
+
+def _why_no_clips(record: dict, spec: ClipSpec) -> str:
+    if record["dropped"]["static"]:
+        return f"all {record['dropped']['static']} clips near-static (motion < {spec.min_motion:g})"
+    return f"no shot of {spec.clip_frames} frames at {spec.fps:g} fps ({record['frames']} frames decoded)"
+
+
+def _clip_meta(record: dict, info: VideoInfo, spec: ClipSpec, clip: Clip, key: str, motion: float) -> dict:
+    frames, height, width = clip.frames.shape[:3]
+    return {
+        "key": key,
+        "source": record["path"],
+        "source_key": record["key"],
+        "start_time": round(clip.start_time, 6),
+        "end_time": round(clip.end_time, 6),
+        "scene_index": clip.scene_index,
+        "frames": frames,
+        "fps": spec.fps,
+        "width": width,
+        "height": height,
+        "format": spec.clip_format,
+        "source_fps": info.fps,
+        "source_width": info.width,
+        "source_height": info.height,
+        "source_codec": info.codec,
+        "scores": {"motion": round(motion, 6), "phash": clip_hash(clip.frames)},
+        "decoder": spec.decoder,
+    }
