@@ -26,6 +26,10 @@ from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.scenes import CutDetector
 
 
+# Stated durations can be off by a little; a file that ends earlier than this is reported truncated.
+TRUNCATION_SLACK_S = 1.0
+
+
 @dataclass(frozen=True)
 class ClipSpec:
     """How every input is cut into clips (the `reverie ingest` flags)."""
@@ -108,6 +112,7 @@ def ingest_file(path: str, spec: ClipSpec, spool_dir: str, info: VideoInfo | Non
                 raise
             reason = f"decoding stopped at {record['last_time']:.2f} s: {error.reason}"
     partial.rename(spool)
+    reason = reason or _truncation(record, info, spec)
     record.pop("last_time", None)
     if not record["frames"]:
         status, reason = "failed", "no frame could be decoded"
@@ -118,6 +123,16 @@ def ingest_file(path: str, spec: ClipSpec, spool_dir: str, info: VideoInfo | Non
     else:
         status, reason = "skipped", _why_no_clips(record, spec)
     return record | {"status": status, "reason": reason, "seconds": time.perf_counter() - started}
+
+
+def _truncation(record: dict, info: VideoInfo, spec: ClipSpec) -> str:
+    """A file cut short often decodes cleanly up to where it stops: compare with the stated duration."""
+    if not record["frames"]:
+        return ""
+    decoded_until = record["last_time"] + 1.0 / spec.fps
+    if decoded_until < info.duration - TRUNCATION_SLACK_S:
+        return f"decoding stopped at {decoded_until:.2f} s of {info.duration:.2f} s: truncated file"
+    return ""
 
 
 def _track(frames: Iterator[tuple[float, np.ndarray]], record: dict) -> Iterator[tuple[float, np.ndarray]]:

@@ -87,9 +87,10 @@ class ShardContents:
     next_index: int = 0
 
 
-def shard_names(shard_dir: Path, prefix: str = "") -> list[str]:
-    pattern = re.compile(re.escape(prefix) + r"(\d{6})\.tar$")
-    return sorted(p.name for p in Path(shard_dir).glob(f"{prefix}*.tar") if pattern.fullmatch(p.name))
+def shard_names(shard_dir: Path, prefix: str = "", suffix: str = ".tar") -> list[str]:
+    """Names of `prefix` shards (`PREFIX000000.tar`, ...), or of their unfinished `.tar.tmp` files."""
+    pattern = re.compile(re.escape(prefix) + r"\d{6}" + re.escape(suffix))
+    return sorted(p.name for p in Path(shard_dir).glob(f"{prefix}*{suffix}") if pattern.fullmatch(p.name))
 
 
 def read_shard_contents(shard_dir: Path, prefix: str = "") -> ShardContents:
@@ -98,8 +99,8 @@ def read_shard_contents(shard_dir: Path, prefix: str = "") -> ShardContents:
     contents = ShardContents()
     if not shard_dir.is_dir():
         return contents
-    for leftover in shard_dir.glob(f"{prefix}*.tar.tmp"):
-        leftover.unlink()
+    for leftover in shard_names(shard_dir, prefix, suffix=".tar.tmp"):
+        (shard_dir / leftover).unlink()
     for name in shard_names(shard_dir, prefix):
         with tarfile.open(shard_dir / name) as tar:
             for member in tar:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from reverie.pipelines.decoders.base import DECODERS, crop, sample_times
 from reverie.pipelines.errors import VideoDecodeError
@@ -21,6 +19,8 @@ class TorchCodecDecoder:
     module = "torchcodec"
 
     def frames(self, info: VideoInfo, fps: float, geometry: FrameGeometry) -> Iterator[tuple[float, np.ndarray]]:
+        import torch  # imported here: the other backends and the CLI start faster without torch
+        import torch.nn.functional as F
         from torchcodec.decoders import VideoDecoder
 
         try:

@@ -1,0 +1,216 @@
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+
+from reverie.cli.main import main as reverie
+from reverie.pipelines import ingest as ingest_module
+from reverie.pipelines.clips import ClipSpec
+from reverie.pipelines.decoders import DECODERS
+from reverie.pipelines.decoders.pyav_decoder import PyAVDecoder
+from reverie.pipelines.encode import decode_mp4
+from reverie.pipelines.ingest import IngestConfig, run_ingest
+from reverie.pipelines.manifest import ManifestAppender, read_manifest
+from reverie.pipelines.shards import ShardWriter
+from reverie.pipelines.synthetic import make_sample_set
+
+SPEC = ClipSpec(clip_frames=8, size=64, clip_format="npy", min_duration=1.0, min_motion=0.002)
+
+
+def clip_set(out: Path) -> dict[str, str]:
+    """Every clip in the shards: key -> SHA-1 of its payload and metadata. Fails on a duplicate key."""
+    clips: dict[str, str] = {}
+    for shard in sorted((out / "shards").glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                key = member.name.partition(".")[0]
+                digest = hashlib.sha1(tar.extractfile(member).read()).hexdigest()
+                assert f"{key}/{member.name}" not in clips, f"duplicate {member.name}"
+                clips[f"{key}/{member.name}"] = digest
+    return clips
+
+
+def statuses(out: Path) -> dict[str, str]:
+    lines = read_manifest(out / "manifest.jsonl")
+    assert len(lines) == len({line["path"] for line in lines}), "an input has two manifest lines"
+    return {Path(line["path"]).name: line["status"] for line in lines}
+
+
+@pytest.fixture(scope="module")
+def inputs(sample_videos, damaged_files, vfr_video) -> list[str]:
+    return [str(p) for p in [*sample_videos, vfr_video, *damaged_files.values()]]
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, tmp_path_factory) -> Path:
+    """An uninterrupted run: what every resumed run must end up equal to."""
+    out = tmp_path_factory.mktemp("reference")
+    run_ingest(IngestConfig(inputs=inputs, out=out, spec=SPEC, shard_max_count=4, progress=False))
+    return out
+
+
+def test_bad_inputs_get_a_reason_and_every_good_clip_lands(reference, sample_videos, vfr_video, tmp_path):
+    lines = {Path(line["path"]).name: line for line in read_manifest(reference / "manifest.jsonl")}
+    expected = {
+        "empty.mp4": "empty file",
+        "truncated.mp4": "truncated or corrupt",
+        "corrupt.mp4": "truncated or corrupt",
+        "random.mkv": "not a media file",
+        "audio_only.m4a": "no video stream (only audio streams)",
+        "notes.mp4": "a text file, not a video",
+    }
+    for name, reason in expected.items():
+        assert lines[name]["status"] == "failed" and reason in lines[name]["reason"], lines[name]
+        assert lines[name]["clips"] == 0 and lines[name]["shards"] == []
+    good_only = tmp_path / "good"
+    good_inputs = [str(p) for p in [*sample_videos, vfr_video]]
+    run_ingest(IngestConfig(inputs=good_inputs, out=good_only, spec=SPEC, shard_max_count=4, progress=False))
+    assert set(clip_set(good_only).values()) == set(clip_set(reference).values())
+    assert sum(line["clips"] for line in lines.values()) * 2 == len(clip_set(reference))
+
+
+def test_cli_exit_code_is_zero_unless_strict(damaged_files, sample_videos, tmp_path):
+    args = ["ingest", str(sample_videos[0]), str(damaged_files["random"]), "--size", "64", "--workers", "1"]
+    assert reverie(args + ["--out", str(tmp_path / "a")]) == 0
+    assert reverie(args + ["--out", str(tmp_path / "b"), "--strict"]) == 1
+
+
+def test_shards_read_back_with_stock_webdataset(sample_videos, tmp_path):
+    out = tmp_path / "mp4"
+    assert reverie(["ingest", *map(str, sample_videos[:2]), "--out", str(out), "--size", "64", "--workers", "2"]) == 0
+    dataset = wds.WebDataset(sorted(str(p) for p in (out / "shards").glob("*.tar")), shardshuffle=False)
+    samples = list(dataset)
+    assert samples and all({k for k in s if not k.startswith("__")} == {"mp4", "json"} for s in samples)
+    for sample in samples:
+        meta = json.loads(sample["json"])
+        frames = decode_mp4(sample["mp4"])
+        assert frames.shape == (16, 64, 64, 3) and meta["key"] == sample["__key__"]
+        assert meta["end_time"] - meta["start_time"] == pytest.approx(2.0)
+    listing = subprocess.run(["tar", "tf", str(out / "shards" / "000000.tar")], capture_output=True, text=True, check=True)
+    assert listing.stdout.split() == [name for s in samples for name in (f"{s['__key__']}.json", f"{s['__key__']}.mp4")]
+
+
+def test_npy_format_holds_the_frames(reference):
+    sample = next(iter(wds.WebDataset(str(reference / "shards" / "000000.tar"), shardshuffle=False).decode()))
+    assert sample["npy"].shape == (8, 64, 64, 3) and sample["npy"].dtype == np.uint8
+
+
+class _Stop(Exception):
+    """Stands in for a kill: raised from inside the run, it leaves files as a kill would."""
+
+
+def _stop_after(calls: int, function):
+    count = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise _Stop
+        return function(*args, **kwargs)
+
+    return wrapped
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the stopped run's open tar
+@pytest.mark.parametrize("where,calls", [("write", 1), ("write", 6), ("write", 11), ("append", 2), ("append", 5)])
+def test_resume_after_a_stop_equals_an_uninterrupted_run(where, calls, inputs, reference, tmp_path, monkeypatch):
+    config = IngestConfig(inputs=inputs, out=tmp_path, spec=SPEC, shard_max_count=4, progress=False)
+    target = ShardWriter if where == "write" else ManifestAppender
+    with monkeypatch.context() as patch:
+        patch.setattr(target, where, _stop_after(calls, getattr(target, where)))
+        with pytest.raises(_Stop):
+            run_ingest(config)
+    run_ingest(config)
+    assert clip_set(tmp_path) == clip_set(reference)
+    assert statuses(tmp_path) == statuses(reference)
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / ".spool").exists()
+
+
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork", reason="the test decoder reaches workers by fork")
+def test_a_crashing_or_hanging_decoder_costs_only_that_file(sample_videos, tmp_path):
+    for name in ("crash_me.mp4", "hang_me.mp4"):
+        (tmp_path / name).write_bytes(sample_videos[0].read_bytes())
+    inputs = [str(sample_videos[1]), str(tmp_path / "crash_me.mp4"), str(tmp_path / "hang_me.mp4"), str(sample_videos[2])]
+    spec = ClipSpec(size=64, decoder="flaky")
+    config = IngestConfig(inputs=inputs, out=tmp_path / "out", spec=spec, workers=2, decode_timeout=5, timeout_per_second=0, progress=False)
+    started = time.perf_counter()
+    lines = {Path(line["path"]).name: line for line in run_ingest(config)}
+    assert time.perf_counter() - started < 30
+    assert "crashed" in lines["crash_me.mp4"]["reason"] and lines["crash_me.mp4"]["status"] == "failed"
+    assert lines["hang_me.mp4"]["reason"] == "decode timed out after 5 s"
+    assert lines[sample_videos[1].name]["status"] == lines[sample_videos[2].name]["status"] == "ok"
+
+
+@DECODERS.register("flaky")
+class FlakyDecoder:
+    """PyAV, except that it crashes on files named crash_* and hangs on files named hang_*."""
+
+    module = "av"
+
+    def frames(self, info, fps, geometry):
+        name = Path(info.path).name
+        if name.startswith("crash_"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if name.startswith("hang_"):
+            time.sleep(3600)
+        yield from PyAVDecoder().frames(info, fps, geometry)
+
+
+@pytest.fixture(scope="module")
+def many_videos(tmp_path_factory, needs_ffmpeg) -> list[Path]:
+    return make_sample_set(tmp_path_factory.mktemp("many"), count=8, seconds=4.0, size=(256, 144))
+
+
+def test_kill_9_at_any_moment_then_resume(many_videos, tmp_path):
+    """Kill the whole process group with SIGKILL at growing delays until a run completes."""
+    command = [sys.executable, "-m", "reverie.cli.main", "ingest", *map(str, many_videos), "--size", "64"]
+    command += ["--clip-frames", "4", "--format", "npy", "--shard-size", "2", "--workers", "2"]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    delays, finished, kills = [1.2, 1.6, 2.0, 2.4, 2.8, 3.2, 4.0, 6.0, 60.0], False, 0
+    for delay in delays:
+        process = subprocess.Popen(command + ["--out", str(tmp_path / "killed")], start_new_session=True, stderr=subprocess.DEVNULL)
+        try:
+            finished = process.wait(timeout=delay) == 0
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            kills += 1
+        if finished:
+            break
+    assert finished and kills >= 2
+    assert clip_set(tmp_path / "killed") == clip_set(tmp_path / "whole")
+    assert statuses(tmp_path / "killed") == statuses(tmp_path / "whole")
+
+
+def test_finished_inputs_are_not_decoded_again(sample_videos, tmp_path):
+    copies = []
+    for video in sample_videos[:2]:
+        copies.append(tmp_path / video.name)
+        copies[-1].write_bytes(video.read_bytes())
+    config = IngestConfig(inputs=[str(p) for p in copies], out=tmp_path / "out", spec=SPEC, progress=False)
+    run_ingest(config)
+    before = clip_set(tmp_path / "out")
+    for copy in copies:
+        copy.write_bytes(b"garbage")  # decoding it again would fail
+    lines = run_ingest(config)
+    assert [line["status"] for line in lines] == ["ok", "ok"]
+    assert clip_set(tmp_path / "out") == before
+
+
+def test_workers_give_the_same_clips_as_one_worker(inputs, reference, tmp_path):
+    run_ingest(IngestConfig(inputs=inputs, out=tmp_path, spec=SPEC, shard_max_count=4, workers=2, progress=False))
+    assert clip_set(tmp_path) == clip_set(reference)
+
+
+def test_ingest_module_docstring_names_the_resume_rule():
+    assert "prefix of the clip stream" in ingest_module.__doc__
