@@ -224,6 +224,23 @@ class _Task:
         self.future = self.pool.schedule(_in_worker, (ingest_file, *args), timeout=self._cut_timeout)
 
 
+def _run_pool(config: IngestConfig, todo: list[str], committer: _Committer) -> None:
+    """Keep a window of inputs in the pool; commit them as they finish, in input order."""
+    queue, tasks = deque(todo), deque()
+    window = 4 * max(1, config.workers)
+    with ProcessPool(max_workers=max(1, config.workers)) as pool:
+        while queue or tasks:
+            while queue and len(tasks) < window:
+                tasks.append(_Task(queue.popleft(), pool, config))
+            for task in tasks:
+                task.advance()
+            while tasks and tasks[0].record is not None:
+                committer.commit(tasks.popleft().record)
+            running = [task.future for task in tasks if task.record is None]
+            if running:
+                concurrent.futures.wait(running, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED)
+
+
 def run_ingest(config: IngestConfig) -> list[dict]:
     """Ingest `config.slice_inputs`; return the manifest lines of this slice (old and new)."""
     config.out.mkdir(parents=True, exist_ok=True)
@@ -234,20 +251,11 @@ def run_ingest(config: IngestConfig) -> list[dict]:
     todo = [path for path in config.slice_inputs if path not in done]
     with IngestProgress(total=len(config.slice_inputs), done=len(done), enabled=config.progress) as progress:
         committer = _Committer(config, progress)
-        window = 4 * max(1, config.workers)
-        queue = deque(todo)
-        tasks: deque[_Task] = deque()
-        with ProcessPool(max_workers=max(1, config.workers)) as pool:
-            while queue or tasks:
-                while queue and len(tasks) < window:
-                    tasks.append(_Task(queue.popleft(), pool, config))
-                for task in tasks:
-                    task.advance()
-                while tasks and tasks[0].record is not None:
-                    committer.commit(tasks.popleft().record)
-                running = [task.future for task in tasks if task.record is None]
-                if running:
-                    concurrent.futures.wait(running, timeout=0.5, return_when=concurrent.futures.FIRST_COMPLETED)
+        try:
+            _run_pool(config, todo, committer)
+        except BaseException:
+            committer.writer.abort()
+            raise
         committer.close()
     shutil.rmtree(config.spool_dir, ignore_errors=True)
     if not any(config.spool_dir.parent.iterdir()):

@@ -66,6 +66,12 @@ class ShardWriter:
             self.finalize()
         return name
 
+    def abort(self) -> None:
+        """Close the open shard without renaming it: it stays `.tmp` and the next run deletes it."""
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+
     def finalize(self) -> None:
         """Close the open shard (if any) and rename it into place."""
         if self._tar is None:
