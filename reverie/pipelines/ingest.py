@@ -26,10 +26,10 @@ from pebble import ProcessExpired, ProcessPool
 from reverie.pipelines.clips import ClipSpec, ingest_file, input_key
 from reverie.pipelines.errors import VideoDecodeError
 from reverie.pipelines.filters import DedupIndex
-from reverie.pipelines.manifest import ManifestAppender, read_manifest
+from reverie.pipelines.manifest import read_manifest
 from reverie.pipelines.probe import probe
 from reverie.pipelines.progress import IngestProgress
-from reverie.pipelines.shards import ShardWriter, read_shard_contents
+from reverie.pipelines.sink import ShardSink
 
 
 @dataclass(frozen=True)
@@ -85,26 +85,20 @@ def _manifest_line(record: dict, shards: list[str]) -> dict:
 
 
 class _Committer:
-    """Appends finished inputs to the shards in input order and writes their manifest lines."""
+    """Appends finished inputs to the shards in input order, dropping near-duplicate clips."""
 
     def __init__(self, config: IngestConfig, progress: IngestProgress):
         self.config, self.progress = config, progress
-        contents = read_shard_contents(config.out / "shards", config.shard_prefix)
-        self.shard_of = contents.shard_of
-        self.dedup = DedupIndex()
-        for meta in contents.metas:
-            self.dedup.add(meta["scores"]["phash"])
-        self.waiting: deque[tuple[dict, list[str]]] = deque()
-        self.finalized: set[str] = set()
-        self.manifest = ManifestAppender(config.manifest_path)
-        self.writer = ShardWriter(
+        self.sink = ShardSink(
             config.out / "shards",
+            config.manifest_path,
             prefix=config.shard_prefix,
-            start_index=contents.next_index,
             max_count=config.shard_max_count,
             max_bytes=config.shard_max_bytes,
-            on_finalize=self._on_finalize,
         )
+        self.dedup = DedupIndex()
+        for meta in self.sink.existing_metas:
+            self.dedup.add(meta["scores"]["phash"])
 
     def commit(self, record: dict) -> None:
         shards: list[str] = []
@@ -112,8 +106,8 @@ class _Committer:
         record.setdefault("dropped", {})["duplicate"] = 0
         for meta, (sample_key, sample) in zip(record["clips"], samples):
             assert sample_key == meta["key"], f"spool of {record['path']} out of order at {sample_key}"
-            if meta["key"] in self.shard_of:
-                shards.append(self.shard_of[meta["key"]])
+            if meta["key"] in self.sink.shard_of:
+                shards.append(self.sink.shard_of[meta["key"]])
                 continue
             if self.config.dedup:
                 meta["scores"]["dup_distance"] = self.dedup.nearest(meta["scores"]["phash"])
@@ -121,28 +115,14 @@ class _Committer:
                     record["dropped"]["duplicate"] += 1
                     continue
             payload_ext, payload = next((k, v) for k, v in sample.items() if k != "json")
-            shards.append(self.writer.write({"__key__": meta["key"], payload_ext: payload, "json": meta}))
+            shards.append(self.sink.write({"__key__": meta["key"], payload_ext: payload, "json": meta}))
             self.dedup.add(meta["scores"]["phash"])
-        self.waiting.append((record, shards))
         self.progress.committed(record, clips=len(shards))
-        self._flush()
+        self.sink.add_line(_manifest_line(record, shards), shards, on_written=lambda: self._drop_spool(record["key"]))
 
-    def close(self) -> None:
-        self.writer.finalize()
-        self._flush()
-        self.manifest.close()
-
-    def _on_finalize(self, name: str) -> None:
-        self.finalized.add(name)
-
-    def _flush(self) -> None:
-        """Write manifest lines, in input order, for inputs whose clips all sit in finished shards."""
-        open_shard = self.writer.current_name if self.writer.is_open else None
-        while self.waiting and open_shard not in self.waiting[0][1]:
-            record, shards = self.waiting.popleft()
-            self.manifest.append(_manifest_line(record, shards))
-            for leftover in (f"{record['key']}.tar", f"{record['key']}.json"):
-                (self.config.spool_dir / leftover).unlink(missing_ok=True)
+    def _drop_spool(self, key: str) -> None:
+        for leftover in (f"{key}.tar", f"{key}.json"):
+            (self.config.spool_dir / leftover).unlink(missing_ok=True)
 
 
 def _spool_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -254,9 +234,9 @@ def run_ingest(config: IngestConfig) -> list[dict]:
         try:
             _run_pool(config, todo, committer)
         except BaseException:
-            committer.writer.abort()
+            committer.sink.abort()
             raise
-        committer.close()
+        committer.sink.close()
     shutil.rmtree(config.spool_dir, ignore_errors=True)
     if not any(config.spool_dir.parent.iterdir()):
         config.spool_dir.parent.rmdir()

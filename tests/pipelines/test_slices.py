@@ -144,9 +144,10 @@ def test_bash_runs_each_task_with_the_paths_unexpanded(tmp_path, inputs, capsys)
         (fake_bin / tool).chmod(0o755)
     environment = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": "/home/elsewhere", "SLURM_ARRAY_TASK_ID": "1"}
     task = subprocess.run(["bash", str(out / "ingest-array.sbatch")], env=environment, capture_output=True, text=True, check=True)
-    assert json.loads(task.stdout) == ["ingest", *task_arguments(script, 1)[1:]]
-    assert json.loads(task.stdout)[-4:] == ["--slice", "1", "--num-slices", "2"]
-    assert "/home/elsewhere" not in task.stdout
+    arguments = json.loads(task.stdout)
+    assert arguments == task_arguments(script, 1)
+    assert arguments[arguments.index("--out") + 1] == str(out)
+    assert arguments[-4:] == ["--slice", "1", "--num-slices", "2"]
 
 
 def test_inputs_txt_and_ingest_json_hold_the_whole_input_list(tmp_path, inputs, capsys):
@@ -298,6 +299,7 @@ def test_merge_with_a_slice_missing_exits_1_and_counts_the_missing(one_slice_mis
     strict=True,
 )
 def test_merge_with_a_slice_missing_names_the_missing_inputs(one_slice_missing, inputs, capsys):
+    capsys.readouterr()
     reverie(["ingest", "--merge", str(one_slice_missing)])
     report = flat(capsys.readouterr().err)
     assert all(flat(path) in report for path in inputs[1::2])
