@@ -9,8 +9,13 @@ TORCH_INDEX ?=
 
 .PHONY: venv quickstart test test-slow bench clean
 
+# ffmpeg generates test videos; EGL + Mesa render MuJoCo off-screen without a display.
+SYSTEM_PACKAGES := ffmpeg libegl1 libegl-mesa0 libgl1-mesa-dri
+
 $(BIN)/reverie: pyproject.toml
-	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg"; (apt-get update -qq && apt-get install -y -qq ffmpeg) >/dev/null; }
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing $$missing"; \
+	  $$( [ $$(id -u) -eq 0 ] || echo sudo ) sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing" >/dev/null; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	if command -v nvidia-smi >/dev/null; then $(BIN)/pip install -q torch; \
 	else $(BIN)/pip install -q $(TORCH_CPU) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)); fi

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reverie.cli import ingest, inspect, listing
+from reverie.cli import ingest, inspect, listing, record
 
-COMMANDS = {"ingest": ingest, "inspect": inspect, "list": listing}
+COMMANDS = {"ingest": ingest, "record": record, "inspect": inspect, "list": listing}
 
 
 def build_parser() -> argparse.ArgumentParser:

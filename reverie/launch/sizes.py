@@ -13,4 +13,8 @@ def parse_bytes(text: str | int) -> int:
     match = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).upper() not in UNITS:
         raise ValueError(f"not a size: {text!r} (try 512MB or 1GiB)")
-    return int(float(match.group(1)) * UNITS[match.group(2).upper()])
+    try:
+        number = float(match.group(1))
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (try 512MB or 1GiB)") from None
+    return round(number * UNITS[match.group(2).upper()])

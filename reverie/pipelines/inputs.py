@@ -1,9 +1,11 @@
 """Expand `reverie ingest` arguments (files, folders searched recursively, glob patterns) into a
-sorted, de-duplicated list of absolute file paths."""
+de-duplicated list of absolute file paths: arguments in the order given, each folder's and each
+pattern's files sorted."""
 
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 
 GLOB_CHARS = set("*?[")
@@ -27,7 +29,7 @@ def expand_inputs(arguments: list[str]) -> list[str]:
             found.extend(sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file()))
         else:
             found.append(path)
-    unique = dict.fromkeys(str(p.absolute()) for p in found)
+    unique = dict.fromkeys(os.path.abspath(p) for p in found)
     return list(unique)
 
 

@@ -14,7 +14,7 @@ from reverie.pipelines.errors import VideoDecodeError
 class VideoInfo:
     path: str
     duration: float  # seconds
-    fps: float  # average frame rate of the video stream
+    fps: float  # the stream's stated average rate (a variable-rate file may state its peak rate)
     width: int
     height: int
     codec: str
@@ -37,7 +37,7 @@ CONTAINER_SIGNATURES = {
     "mp4/mov": lambda head: head[4:8] == b"ftyp",
     "matroska/webm": lambda head: head[:4] == b"\x1a\x45\xdf\xa3",
     "avi": lambda head: head[:4] == b"RIFF",
-    "mpeg-ts": lambda head: head[:1] == b"\x47",
+    "mpeg-ts": lambda head: len(head) > 376 and head[0] == head[188] == head[376] == 0x47,
 }
 
 

@@ -31,13 +31,13 @@ def ingest_flags(config: IngestConfig) -> list[str]:
     """The `reverie ingest` flags that reproduce `config`'s clip settings in an array task."""
     spec = config.spec
     flags = [
-        "--decoder", spec.decoder, "--clip-frames", str(spec.clip_frames), "--fps", f"{spec.fps:g}",
+        "--decoder", spec.decoder, "--clip-frames", str(spec.clip_frames), "--fps", repr(spec.fps),
         "--size", str(spec.size), "--format", spec.clip_format, _switch("scene-cuts", spec.scene_cuts),
-        "--cut-threshold", f"{spec.cut_threshold:g}", "--min-duration", f"{spec.min_duration:g}",
-        "--min-motion", f"{spec.min_motion:g}", _switch("dedup", config.dedup), "--dedup-distance", str(config.dedup_distance),
+        "--cut-threshold", repr(spec.cut_threshold), "--min-duration", repr(spec.min_duration),
+        "--min-motion", repr(spec.min_motion), _switch("dedup", config.dedup), "--dedup-distance", str(config.dedup_distance),
         "--shard-size", str(config.shard_max_count), "--shard-bytes", str(config.shard_max_bytes),
-        "--probe-timeout", f"{config.probe_timeout:g}", "--timeout", f"{config.decode_timeout:g}",
-        "--timeout-per-second", f"{config.timeout_per_second:g}",
+        "--probe-timeout", repr(config.probe_timeout), "--timeout", repr(config.decode_timeout),
+        "--timeout-per-second", repr(config.timeout_per_second),
     ]  # fmt: skip
     return flags + (["--keep-aspect"] if spec.keep_aspect else [])
 
@@ -98,5 +98,10 @@ def merge_slices(out: Path, console: Console) -> int:
     missing = len(inputs) - len(merged)
     console.print(f"merged {len(merged)} manifest lines into {out / 'manifest.jsonl'}")
     if missing:
-        console.print(f"[yellow]{missing} of {len(inputs)} inputs have no manifest line yet: resubmit {out / 'ingest-array.sbatch'}")
+        absent = [path for path in inputs if path not in lines]
+        (out / "missing_inputs.txt").write_text("".join(f"{path}\n" for path in absent))
+        console.print(f"[yellow]{missing} of {len(inputs)} inputs have no manifest line yet (listed in {out / 'missing_inputs.txt'}):")
+        for path in absent[:10]:
+            console.print(f"  {path}")
+        console.print(f"resubmit {out / 'ingest-array.sbatch'} to finish them")
     return 1 if missing else 0

@@ -7,7 +7,7 @@ survive.
 
 from __future__ import annotations
 
-import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,8 +90,8 @@ def make_damaged_files(folder: str | Path, good_video: str | Path) -> dict[str, 
     }
     files["empty"].write_bytes(b"")
     files["truncated"].write_bytes(payload[: len(payload) // 3])
-    files["corrupt"].write_bytes(payload[:64] + os.urandom(len(payload) - 64))
-    files["random"].write_bytes(os.urandom(200_000))
+    files["corrupt"].write_bytes(payload[:64] + random.Random(1).randbytes(len(payload) - 64))
+    files["random"].write_bytes(random.Random(0).randbytes(200_000))
     files["text"].write_text("this is not a video\n" * 100)
     _run(["-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(files["audio_only"])])
     return files

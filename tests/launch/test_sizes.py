@@ -32,10 +32,6 @@ def test_what_is_not_a_size_is_refused_by_name(text):
         parse_bytes(text)
 
 
-@pytest.mark.xfail(
-    reason="parse_bytes truncates the float product: int(2.01 * 1000) == 2009 (sizes.py, last line: use round())",
-    strict=True,
-)
 @pytest.mark.parametrize("text, expected", [("2.01KB", 2010), ("4.02KB", 4020), ("8.03KB", 8030)])
 def test_decimal_sizes_are_exact(text, expected):
     assert parse_bytes(text) == expected

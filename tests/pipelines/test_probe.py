@@ -65,12 +65,6 @@ def test_missing_file_is_named(tmp_path):
         probe(tmp_path / "gone.mp4")
 
 
-@pytest.mark.xfail(
-    reason="probe.py CONTAINER_SIGNATURES: mpeg-ts is recognised by one byte, 0x47 ('G'), and signatures are "
-    "checked before the text test, so text starting with 'G' is called a corrupt mpeg-ts file "
-    "(check 0x47 at offsets 0, 188 and 376, or test for text first)",
-    strict=True,
-)
 def test_text_starting_with_g_is_a_text_file(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("Generated notes, not a video\n" * 100)

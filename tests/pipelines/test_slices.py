@@ -189,11 +189,6 @@ def test_array_task_command_reproduces_every_clip_setting(tmp_path, inputs, caps
     assert (task["keep_aspect"], task["scene_cuts"], task["dedup"], task["shard_max_bytes"]) == (True, False, False, 5 * 2**20)
 
 
-@pytest.mark.xfail(
-    reason="slices.py ingest_flags formats floats with :g (6 significant digits): --fps 7.123456789 reaches the "
-    "array tasks as --fps 7.12346 while ingest.json records 7.123456789 (use repr())",
-    strict=True,
-)
 def test_array_task_keeps_a_precise_frame_rate(tmp_path, inputs, capsys):
     out = tmp_path / OUT_NAME
     dry_run(out, inputs, "--slices", "2", "--fps", "7.123456789", "--min-motion", "0.00123456789")
@@ -293,11 +288,6 @@ def test_merge_with_a_slice_missing_exits_1_and_counts_the_missing(one_slice_mis
     assert "3 of 6 inputs have no manifest line yet" in " ".join(capsys.readouterr().err.split())
 
 
-@pytest.mark.xfail(
-    reason="README and slices.py promise that --merge 'says which inputs are missing'; merge_slices prints only "
-    "how many (slices.py, merge_slices: list the missing paths, or the first few and a file with all)",
-    strict=True,
-)
 def test_merge_with_a_slice_missing_names_the_missing_inputs(one_slice_missing, inputs, capsys):
     capsys.readouterr()
     reverie(["ingest", "--merge", str(one_slice_missing)])

@@ -1,0 +1,63 @@
+"""Make gymnasium environments that render frames: classic control, MuJoCo (off-screen), ale-py
+Atari and gym-pusht, importing the package that registers each only when it is asked for."""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+
+
+def _register_for(env_id: str) -> None:
+    if env_id.startswith("ALE/"):
+        import ale_py
+
+        gym.register_envs(ale_py)
+    if "pusht" in env_id.lower():
+        import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+
+
+class ForgetLastActionOnReset(gym.Wrapper):
+    """gym-pusht draws the last action's target in every frame and keeps it across `reset`, so the
+    first frame of an episode would show the previous episode's final action."""
+
+    def reset(self, **kwargs):
+        self.env.unwrapped._last_action = None
+        return self.env.reset(**kwargs)
+
+
+def _pinned_camera(env: gym.Env) -> dict:
+    """The env's camera pose spelled out in full. MuJoCo's free camera drifts with what it has
+    rendered before, so without this an episode's frames would depend on the episodes before it."""
+    import mujoco
+
+    renderer = env.unwrapped.mujoco_renderer
+    camera = mujoco.MjvCamera()
+    mujoco.mjv_defaultFreeCamera(renderer.model, camera)
+    pose = {"lookat": camera.lookat.copy(), "distance": camera.distance, "azimuth": camera.azimuth, "elevation": camera.elevation}
+    return pose | dict(renderer.default_cam_config or {})
+
+
+def make_env(env_id: str, size: int | None = None, **kwargs) -> gym.Env:
+    """`gym.make(env_id, render_mode="rgb_array")`. MuJoCo envs render off-screen at `size` x `size`
+    from a pinned camera, so a frame depends only on the simulator state."""
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-rendered envs draw off-screen
+    _register_for(env_id)
+    if "pusht" in env_id.lower():
+        return ForgetLastActionOnReset(gym.make(env_id, render_mode="rgb_array", **kwargs))
+    if "mujoco" not in str(gym.spec(env_id).entry_point):
+        return gym.make(env_id, render_mode="rgb_array", **kwargs)
+    kwargs = {"width": size, "height": size, **kwargs} if size else kwargs
+    if "default_camera_config" not in kwargs:
+        probe_env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+        kwargs["default_camera_config"] = _pinned_camera(probe_env)
+        probe_env.close()
+    return gym.make(env_id, render_mode="rgb_array", **kwargs)
+
+
+def frame_rate(env: gym.Env) -> float:
+    """Frames per second of the recorded stream: the render rate, divided by any frame skip."""
+    fps = float(env.metadata.get("render_fps") or 30)
+    frameskip = getattr(env.unwrapped, "_frameskip", 1)
+    return fps / frameskip if isinstance(frameskip, int) and frameskip > 1 else fps
