@@ -52,7 +52,7 @@ def summarize(folder: Path) -> dict:
         raise FileNotFoundError(f"{folder}: no manifest.jsonl and no shards/*.tar (is it a `reverie ingest --out` folder?)")
     metas = [meta for _, meta in clip_metadata(folder)]
     seconds = [meta["frames"] / meta["fps"] for meta in metas]
-    motion = [meta["scores"]["motion"] for meta in metas]
+    motion = [meta["scores"]["motion"] for meta in metas if "motion" in meta.get("scores", {})]
     return {
         "folder": str(folder),
         "inputs": len(lines),
@@ -66,8 +66,10 @@ def summarize(folder: Path) -> dict:
         "shard_bytes": sum(p.stat().st_size for p in _shards(folder)),
         "resolution": dict(Counter(f"{m['width']}x{m['height']}" for m in metas).most_common()),
         "fps": dict(Counter(f"{m['fps']:g}" for m in metas).most_common()),
-        "source_resolution": dict(Counter(f"{m['source_width']}x{m['source_height']}" for m in metas).most_common(10)),
-        "source_fps": dict(Counter(f"{m['source_fps']:.3g}" for m in metas).most_common(10)),
+        "source_resolution": dict(Counter(f"{m['source_width']}x{m['source_height']}" for m in metas if "source_width" in m).most_common(10)),
+        "source_fps": dict(Counter(f"{m['source_fps']:.3g}" for m in metas if "source_fps" in m).most_common(10)),
+        "episodes": len({(m.get("env_id"), m["episode"]) for m in metas if m.get("episode") is not None}),
+        "with_actions": sum(bool(m.get("has_actions")) for m in metas),
         "dropped": dict(sum((Counter(line.get("dropped", {})) for line in lines), Counter())),
         "motion": {"min": min(motion), "median": statistics.median(motion), "max": max(motion)} if motion else {},
     }
@@ -82,6 +84,7 @@ def print_summary(summary: dict, console: Console | None = None) -> None:
         ("source hours", f"{summary['source_hours']:.3f}"),
         ("clips", f"{summary['clips']} in {summary['shards']} shards, {summary['shard_bytes'] / 1e6:.1f} MB"),
         ("clip hours", f"{summary['clip_hours']:.3f}"),
+        ("episodes", f"{summary['episodes']} ({summary['with_actions']} clips with actions)"),
         ("resolution", _spread(summary["resolution"])),
         ("fps", _spread(summary["fps"])),
         ("source resolution", _spread(summary["source_resolution"])),
@@ -104,12 +107,14 @@ def _spread(counts: dict) -> str:
 
 def _clip_frames(tar: tarfile.TarFile, member: tarfile.TarInfo) -> np.ndarray:
     payload = tar.extractfile(member).read()
-    return decode_mp4(payload) if member.name.endswith(".mp4") else np.load(io.BytesIO(payload))
+    return decode_mp4(payload) if member.name.endswith(".mp4") else np.load(io.BytesIO(payload), allow_pickle=False)
 
 
 def contact_sheet(folder: Path, out: Path, clips: int = 8, frames: int = 8, tile: int = 96) -> Path | None:
     """A PNG grid: `clips` clips spread over the shards (rows) x `frames` frames of each (columns)."""
-    members = [(shard, name) for shard in _shards(folder) for name in tarfile.open(shard).getnames() if name.endswith((".mp4", ".npy"))]
+    members = [
+        (shard, name) for shard in _shards(folder) for name in tarfile.open(shard).getnames() if name.partition(".")[2] in ("mp4", "npy")
+    ]
     if not members:
         return None
     picks = [members[i] for i in np.linspace(0, len(members) - 1, min(clips, len(members))).round().astype(int)]
