@@ -2,6 +2,12 @@
 
 INPUT may be files, folders (searched recursively) and glob patterns. Each input gets one line in
 DIR/manifest.jsonl; clips land in DIR/shards/*.tar. Run the same command again to resume.
+
+A folder with meta/info.json at its root is a LeRobot dataset (v3.0 or v2.1): each episode becomes
+episode clips with its cameras, actions and states (`lerobot_import`), one manifest line per episode,
+in DIR/shards/lerobot-*.tar. Clips keep the dataset's fps; --size, --keep-aspect, --format,
+--clip-frames, --shard-size, --shard-bytes and --strict apply, the filters, --fps and --decoder do not.
+LeRobot datasets and videos go in separate calls (they may share DIR).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from reverie.pipelines.decoders import DECODERS, DEFAULT_DECODER
 from reverie.pipelines.encode import CLIP_FORMATS
 from reverie.pipelines.ingest import IngestConfig, run_ingest, save_run_config
 from reverie.pipelines.inputs import expand_inputs, read_input_list
+from reverie.pipelines.lerobot_import import LeRobotImportConfig, run_lerobot_import, split_lerobot_inputs
 from reverie.pipelines.slices import merge_slices, submit_slices
 
 
@@ -101,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         console.print("[red]reverie ingest: --out DIR is required")
         return 2
-    inputs = expand_inputs(args.inputs + (read_input_list(args.input_list) if args.input_list else []))
+    arguments = args.inputs + (read_input_list(args.input_list) if args.input_list else [])
+    datasets, videos = split_lerobot_inputs(arguments)
+    if datasets:
+        return _run_lerobot(args, datasets, videos, console)
+    inputs = expand_inputs(videos)
     if not inputs:
         console.print("[red]reverie ingest: no inputs (give files, folders, globs or --input-list)")
         return 2
@@ -111,15 +122,41 @@ def run(args: argparse.Namespace) -> int:
     if config.slice_index is None:
         save_run_config(config)
     lines = run_ingest(config)
-    return _report(lines, config, console, strict=args.strict)
+    return _report(lines, config.out, console, strict=args.strict)
 
 
-def _report(lines: list[dict], config: IngestConfig, console: Console, strict: bool) -> int:
+def _run_lerobot(args: argparse.Namespace, datasets: list[Path], videos: list[str], console: Console) -> int:
+    if videos:
+        console.print(
+            f"[red]reverie ingest: {datasets[0]} is a LeRobot dataset (meta/info.json) but {videos[0]} is not; "
+            "ingest LeRobot datasets and videos in separate calls (they may share --out)"
+        )
+        return 2
+    if args.slurm or args.slice_index is not None:
+        console.print("[red]reverie ingest: --slurm and --slice are for videos, not LeRobot datasets")
+        return 2
+    config = LeRobotImportConfig(
+        datasets=datasets,
+        out=args.out,
+        size=args.size,
+        keep_aspect=args.keep_aspect,
+        clip_frames=args.clip_frames,
+        clip_format=args.clip_format,
+        shard_prefix="lerobot-",  # apart from video shards, whose resume reads their filter scores
+        shard_max_count=args.shard_size,
+        shard_max_bytes=args.shard_bytes,
+        progress=args.progress and sys.stderr.isatty(),
+    )
+    lines = run_lerobot_import(config)
+    return _report(lines, config.out, console, strict=args.strict, unit="episodes")
+
+
+def _report(lines: list[dict], out: Path, console: Console, strict: bool, unit: str = "inputs") -> int:
     by_status = {status: sum(line["status"] == status for line in lines) for status in ("ok", "skipped", "failed")}
     clips = sum(line["clips"] for line in lines)
     console.print(
-        f"{len(lines)} inputs: {by_status['ok']} ok, {by_status['skipped']} skipped, {by_status['failed']} failed; "
-        f"{clips} clips in {config.out / 'shards'}"
+        f"{len(lines)} {unit}: {by_status['ok']} ok, {by_status['skipped']} skipped, {by_status['failed']} failed; "
+        f"{clips} clips in {out / 'shards'}"
     )
     for line in lines:
         if line["status"] == "failed":
