@@ -9,8 +9,9 @@ TORCH_INDEX ?=
 
 .PHONY: venv quickstart test test-slow bench clean
 
-# ffmpeg generates test videos; EGL + Mesa render MuJoCo off-screen without a display.
-SYSTEM_PACKAGES := ffmpeg libegl1 libegl-mesa0 libgl1-mesa-dri
+# ffmpeg generates test videos; EGL + Mesa render MuJoCo off-screen without a display; slurm-wlm
+# and munge run the one-node cluster (slurm/local-cluster.sh) that the submission tests use.
+SYSTEM_PACKAGES := ffmpeg libegl1 libegl-mesa0 libgl1-mesa-dri slurm-wlm munge
 
 $(BIN)/reverie: pyproject.toml
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -5,9 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reverie.cli import ingest, inspect, listing, record
+from reverie.cli import export, export_lerobot, ingest, inspect, listing, record, submit, train
 
-COMMANDS = {"ingest": ingest, "record": record, "inspect": inspect, "list": listing}
+COMMANDS = {
+    "ingest": ingest,
+    "record": record,
+    "export-lerobot": export_lerobot,
+    "train": train,
+    "submit": submit,
+    "export": export,
+    "inspect": inspect,
+    "list": listing,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "overrides") and not any(item.startswith("-") for item in extra):
+        args.overrides += extra  # key=value overrides may come before or after the flags
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return COMMANDS[args.command].run(args) or 0
 
 

@@ -17,7 +17,10 @@ from safetensors.torch import load_file, save_file
 
 from reverie.registry import Registry
 
-MODELS: Registry[type[torch.nn.Module]] = Registry("model")
+MODELS: Registry[type[torch.nn.Module]] = Registry(
+    "model",
+    lazy={"mlp_policy": "reverie.nn.policies", "frame_autoencoder": "reverie.tokenizers.frame_autoencoder"},
+)
 
 
 def save_model_folder(model: torch.nn.Module, folder: str | Path) -> Path:

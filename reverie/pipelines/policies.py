@@ -88,7 +88,6 @@ def make_policy(name: str, env, seed: int) -> Policy:
         return scripted_for(env.spec.id)(env, np.random.default_rng(seed))
     if Path(name).is_dir():
         from reverie.nn.model_folder import load_model_folder
-        import reverie.nn.policies  # noqa: F401  (registers mlp_policy)
 
         model = load_model_folder(name)
         return lambda obs: model.act(flat_state(obs))

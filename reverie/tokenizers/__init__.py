@@ -1,0 +1,1 @@
+"""Video tokenizers: continuous and discrete frame and clip autoencoders, and their metrics."""

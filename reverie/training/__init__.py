@@ -1,0 +1,2 @@
+"""The training core every model trains through: configs, the Lightning trainer and its callbacks,
+checkpoints, export, and SLURM submission."""
