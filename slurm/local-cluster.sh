@@ -9,7 +9,8 @@
 # /tmp/reverie-slurm); nothing under /etc is changed. It runs Debian's slurm-wlm and munge, and
 # installs them when they are missing. slurmd must run as root (it starts jobs as their users), so
 # run this as root or with sudo. The node declares $REVERIE_SLURM_CPUS CPUs (default 8, more than a
-# laptop has, so that a few small test jobs run side by side) and the partition `local`.
+# laptop has, so that a few small test jobs run side by side) and the partition `local`. A requeued
+# job may start again 10 s after the requeue (cred_expire; 120 s by default).
 set -euo pipefail
 
 STATE=${REVERIE_SLURM_DIR:-/tmp/reverie-slurm}
@@ -35,7 +36,7 @@ SlurmctldHost=$HOST
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$STATE/munge/munge.socket
+AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=10
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$STATE/slurmctld.pid

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from reverie.pipelines.clips import ClipSpec
+from reverie.pipelines.ingest import IngestConfig, run_ingest
 from reverie.pipelines.synthetic import make_damaged_files, make_sample_set, make_variable_frame_rate
 
 
@@ -37,3 +39,12 @@ def vfr_video(tmp_path_factory, needs_ffmpeg) -> Path:
 @pytest.fixture(scope="session")
 def damaged_files(tmp_path_factory, sample_videos) -> dict[str, Path]:
     return make_damaged_files(tmp_path_factory.mktemp("damaged"), sample_videos[0])
+
+
+@pytest.fixture(scope="session")
+def clip_shards(tmp_path_factory, sample_videos) -> Path:
+    """Shards of the sample videos, ingested at 32 px, 8 frames per clip, npy: for training tests."""
+    out = tmp_path_factory.mktemp("clips")
+    spec = ClipSpec(clip_frames=8, fps=8.0, size=32, clip_format="npy", min_motion=0)
+    run_ingest(IngestConfig(inputs=[str(v) for v in sample_videos], out=out, spec=spec, workers=2, shard_max_count=4, progress=False))
+    return out / "shards"

@@ -7,7 +7,10 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+import reverie.nn.model_folder  # noqa: F401  (the model registry; models import when used)
 import reverie.pipelines.decoders  # noqa: F401  (registers the decoders)
+import reverie.posttrain.planners  # noqa: F401  (registers the planners)
+import reverie.training.registry  # noqa: F401  (tasks and data modules)
 from reverie.registry import all_registries
 
 

@@ -7,6 +7,7 @@ prints it only. The job requeues itself when SLURM signals the end of its time o
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from reverie.launch.train_job import TrainJob, submit_train_job
@@ -41,9 +42,9 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         path, job_id = submit_train_job(job, dry_run=args.dry_run)
-    except (FileNotFoundError, RuntimeError) as error:
-        print(f"reverie submit: {error}")
-        return 1
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"reverie submit: {error}", file=sys.stderr)
+        return 2
     if job_id is None:
         print(path.read_text(), end="")
         print(f"# wrote {path}; not submitted (--dry-run)")

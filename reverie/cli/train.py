@@ -8,6 +8,7 @@ metrics.csv, TensorBoard logs and checkpoints. Run the same command again to res
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from reverie.training.config import load_config
@@ -21,6 +22,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from reverie.training.trainer import fit  # Lightning loads only for this command
 
-    config = load_config(args.config, args.overrides)
+    try:
+        config = load_config(args.config, args.overrides)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"reverie train: {error}", file=sys.stderr)
+        return 2
     print(f"run folder: {fit(config)}")
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 
 @dataclass
@@ -74,8 +75,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> DictCon
     if not path.exists():
         raise FileNotFoundError(f"config {path} not found")
     schema = OmegaConf.structured(TrainConfig)
-    config = OmegaConf.merge(schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides or [])))
-    OmegaConf.resolve(config)
+    try:
+        config = OmegaConf.merge(schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides or [])))
+        OmegaConf.resolve(config)
+    except OmegaConfBaseException as error:
+        where = f"{error.full_key}: " if getattr(error, "full_key", None) else ""
+        raise ValueError(f"config {path}: {where}{str(error).splitlines()[0]}") from error
     return config
 
 

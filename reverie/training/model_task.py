@@ -1,7 +1,9 @@
 """The Lightning module that trains any registered model with a `training_losses(batch)` method.
 
 `reverie train` configs name the model (`model.name`) and its config fields beside it; this module
-builds it, steps AdamW with a warmup + cosine schedule, and logs every loss term. Parallelism,
+builds it, steps AdamW with a warmup + cosine schedule, and logs every loss term. A model with an
+`after_optimizer_step(step, total_steps)` method has it called after every optimizer step (an EMA
+target encoder updates there). Parallelism,
 precision, EMA and checkpoints are the trainer's business (`reverie.training.trainer`), not the
 model's.
 """
@@ -39,6 +41,11 @@ class ModelTask(L.LightningModule):
         terms = self.model.training_losses(batch)
         self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, prog_bar=True, batch_size=len(batch["frames"]))
         return terms
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_index: int) -> None:
+        update = getattr(self.model, "after_optimizer_step", None)
+        if update is not None and (batch_index + 1) % self.trainer.accumulate_grad_batches == 0:
+            update(self.trainer.global_step, self.total_steps)
 
     def configure_optimizers(self):
         decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]

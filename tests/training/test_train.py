@@ -108,5 +108,5 @@ def test_export_writes_ema_weights_that_load_without_unpickling(finished_run, tm
 def test_configs_refuse_unknown_keys_and_apply_overrides():
     config = load_config(TINY, ["trainer.max_steps=7", "optim.lr=0.5", "data.window=2"])
     assert (config.trainer.max_steps, config.optim.lr, config.data.window) == (7, 0.5, 2)
-    with pytest.raises(Exception, match="trainer.max_step"):
+    with pytest.raises(ValueError, match="trainer.max_step"):
         load_config(TINY, ["trainer.max_step=7"])
