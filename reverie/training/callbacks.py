@@ -19,10 +19,11 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 
 class MetricsCSV(L.Callback):
-    """One row per optimizer step in `RUN/metrics.csv`: step, every logged loss term, lr, samples/s.
+    """One row per optimizer step in `RUN/metrics.csv`: step, every loss term, lr, samples/s.
 
-    Micro-batch losses of an accumulated step are averaged. A resumed run first drops the rows past
-    the step it resumed from, so the file never holds a step twice.
+    The loss terms are the `terms` the task's training step returns; those of an accumulated step's
+    micro-batches are averaged. A resumed run first drops the rows past the step it resumed from,
+    so the file never holds a step twice.
     """
 
     def __init__(self, path: Path):
@@ -31,8 +32,10 @@ class MetricsCSV(L.Callback):
         self._samples = 0
         self._since = time.perf_counter()
         self._columns: list[str] | None = None
+        self._last_step = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_step = trainer.global_step
         if not trainer.is_global_zero or not self.path.exists():
             return
         with open(self.path) as handle:
@@ -45,17 +48,18 @@ class MetricsCSV(L.Callback):
             writer.writerows(rows)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
-        for name, value in (outputs or {}).items():
-            if isinstance(value, torch.Tensor) and value.ndim == 0:
-                self._pending.setdefault(name, []).append(float(value.detach()))
+        for name, value in (outputs or {}).get("terms", {}).items():
+            self._pending.setdefault(name, []).append(float(value))
         self._samples += len(batch["frames"]) if "frames" in batch else 0
-        if (batch_index + 1) % trainer.accumulate_grad_batches or not trainer.is_global_zero:
+        if trainer.global_step == self._last_step:  # a micro-batch of a step still accumulating
             return
-        elapsed = time.perf_counter() - self._since
-        row = {"step": trainer.global_step, **{name: float(np.mean(values)) for name, values in self._pending.items()}}
-        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        row["samples_per_s"] = self._samples * trainer.world_size / max(elapsed, 1e-9)
-        self._write(row)
+        self._last_step = trainer.global_step
+        if trainer.is_global_zero:
+            elapsed = time.perf_counter() - self._since
+            row = {"step": trainer.global_step, **{name: float(np.mean(values)) for name, values in self._pending.items()}}
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+            row["samples_per_s"] = self._samples * trainer.world_size / max(elapsed, 1e-9)
+            self._write(row)
         self._pending, self._samples, self._since = {}, 0, time.perf_counter()
 
     def _write(self, row: dict) -> None:

@@ -39,8 +39,9 @@ class ModelTask(L.LightningModule):
 
     def training_step(self, batch: dict, batch_index: int) -> dict:
         terms = self.model.training_losses(batch)
-        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, prog_bar=True, batch_size=len(batch["frames"]))
-        return terms
+        detached = {name: value.detach() for name, value in terms.items()}
+        self.log_dict({f"train/{name}": value for name, value in detached.items()}, prog_bar=True, batch_size=len(batch["frames"]))
+        return {"loss": terms["loss"], "terms": detached}  # Lightning divides "loss" under accumulation, not "terms"
 
     def on_train_batch_end(self, outputs, batch: dict, batch_index: int) -> None:
         update = getattr(self.model, "after_optimizer_step", None)

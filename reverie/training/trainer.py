@@ -117,9 +117,10 @@ def fit(config: DictConfig) -> Path:
         apply_activation_checkpointing(task.model, block_types(config))
     datamodule = DATAMODULES.get(config.data.get("name", "shards"))(OmegaConf.to_container(config.data), seed=config.run.seed)
     trainer = build_trainer(config, run_dir, [LoaderPosition()])
-    model = torch.compile(task) if config.trainer.compile else task
+    if config.trainer.compile:
+        task.model.compile()  # in place: the state_dict keys stay those of the plain model
     checkpoint = resume_checkpoint(run_dir)
     if checkpoint and trainer.is_global_zero:
         print(f"resuming {run_dir} from {checkpoint}", flush=True)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     return run_dir
