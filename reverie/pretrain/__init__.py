@@ -1,0 +1,1 @@
+"""Pretraining: latent-action models, video dynamics models and V-JEPA."""
