@@ -19,7 +19,12 @@ from reverie.registry import Registry
 
 MODELS: Registry[type[torch.nn.Module]] = Registry(
     "model",
-    lazy={"mlp_policy": "reverie.nn.policies", "frame_autoencoder": "reverie.tokenizers.frame_autoencoder"},
+    lazy={
+        "mlp_policy": "reverie.nn.policies",
+        "frame_autoencoder": "reverie.tokenizers.frame_autoencoder",
+        "vjepa": "reverie.pretrain.vjepa",
+        "vjepa_ac": "reverie.posttrain.ac_predictor",
+    },
 )
 
 
