@@ -57,14 +57,14 @@ def test_a_two_task_job_trains_with_ddp_over_gloo(slurm_cluster, clip_shards, tm
 
 def test_a_signalled_job_checkpoints_requeues_and_finishes_where_it_stopped(slurm_cluster, clip_shards, tmp_path):
     run_dir = tmp_path / "requeued"
-    job = submit(slurm_cluster, run_dir, clip_shards, "trainer.max_steps=400", "checkpoint.every_n_steps=1000")
-    at_signal = wait_for_step(run_dir, 20)
+    job = submit(slurm_cluster, run_dir, clip_shards, "trainer.max_steps=200", "checkpoint.every_n_steps=1000")
+    at_signal = wait_for_step(run_dir, 10)
     subprocess.run(["scancel", "--signal=USR1", job], env=slurm_cluster, check=True)
     state, restarts = wait_for_end(slurm_cluster, job)
     log = job_log(run_dir, job)
     assert (state, restarts) == ("COMPLETED", 1), log
     stopped_at = int(re.search(r"stop signal: checkpointed step (\d+)", log).group(1))
-    assert at_signal <= stopped_at < 400
+    assert at_signal <= stopped_at < 200
     assert f"resuming {run_dir} from {run_dir}/checkpoints/step-{stopped_at:08d}.ckpt" in log
     assert "(restart 1)" in log
-    assert [int(row["step"]) for row in metric_rows(run_dir)] == list(range(1, 401))
+    assert [int(row["step"]) for row in metric_rows(run_dir)] == list(range(1, 201))
