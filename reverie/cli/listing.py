@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from rich.console import Console
 from rich.table import Table
 
-import reverie.nn.model_folder  # noqa: F401  (the model registry; models import when used)
-import reverie.pipelines.decoders  # noqa: F401  (registers the decoders)
-import reverie.posttrain.planners  # noqa: F401  (registers the planners)
-import reverie.training.registry  # noqa: F401  (tasks and data modules)
 from reverie.registry import all_registries
+
+# Importing these registers their components. They import torch, so they load only when listing:
+# every command's start-up (`reverie ingest` included) would otherwise pay for it.
+REGISTERING_MODULES = (
+    "reverie.agents.registry",  # the agent registry; agents import when used
+    "reverie.nn.model_folder",  # the model registry; models import when used
+    "reverie.pipelines.decoders",
+    "reverie.posttrain.planners",
+    "reverie.training.registry",  # tasks and data modules
+)
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +26,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for module in REGISTERING_MODULES:
+        importlib.import_module(module)
     table = Table("kind", "name")
     for kind, registry in sorted(all_registries().items()):
         if args.kind in (None, kind):

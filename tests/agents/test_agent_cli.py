@@ -1,0 +1,53 @@
+"""`reverie agent`: trains through the CLI, writes metrics.csv and a checkpoint, resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from reverie.agents.registry import load_agent
+from reverie.cli.main import main
+
+DYNA_MAZE = ["--env", "reverie/DynaMaze-v0"]
+
+
+def metrics(folder) -> list[dict]:
+    return list(csv.DictReader((folder / "metrics.csv").open()))
+
+
+def test_agent_command_writes_metrics_and_checkpoint(tmp_path):
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=5", "--out", str(tmp_path)]) == 0
+    rows = metrics(tmp_path)
+    assert [int(row["episode"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert all(float(row["return"]) == 1.0 for row in rows)
+    agent = load_agent(tmp_path / "checkpoint.safetensors")
+    assert agent.episodes == 5 and agent.total_steps == sum(int(row["steps"]) for row in rows)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_rerun_resumes_as_if_never_stopped(tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    common = ["agent", "prioritized_sweeping", *DYNA_MAZE, "planning_steps=10", "--seed", "4"]
+    assert main([*common, "episodes=6", "--out", str(straight)]) == 0
+    assert main([*common, "episodes=3", "--out", str(resumed)]) == 0
+    with (resumed / "metrics.csv").open("a") as file:
+        file.write("4,1.0,99,999,9999\n")  # a row written after the last checkpoint, then a crash
+    assert main([*common, "episodes=6", "--out", str(resumed)]) == 0
+    assert metrics(resumed) == metrics(straight)
+    np.testing.assert_array_equal(load_agent(resumed / "checkpoint.safetensors").q, load_agent(straight / "checkpoint.safetensors").q)
+
+
+def test_agent_command_takes_env_arguments_and_steps(tmp_path):
+    assert main(["agent", "dyna_q_plus", "--env", "reverie/DynaMaze-v0", "env.scale=2", "steps=300", "kappa=0.01", "--out", str(tmp_path)]) == 0
+    agent = load_agent(tmp_path / "checkpoint.safetensors")
+    assert agent.total_steps == 300 and agent.num_states == 12 * 18 and agent.config.kappa == 0.01
+
+
+def test_agent_command_rejects_unknown_keys_and_a_changed_run(tmp_path, capsys):
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "planning_step=5", "--out", str(tmp_path / "a")]) == 2
+    assert "planning_step" in capsys.readouterr().err
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=1", "--out", str(tmp_path / "b")]) == 0
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=2", "alpha=0.5", "--out", str(tmp_path / "b")]) == 2
+    assert "config.alpha: 0.1 -> 0.5" in capsys.readouterr().err
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=2", "alpha=0.5", "--fresh", "--out", str(tmp_path / "b")]) == 0
