@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reverie.cli import export, export_lerobot, ingest, inspect, listing, record, submit, train
+from reverie.cli import agent, export, export_lerobot, ingest, inspect, listing, plan, record, submit, train
 
 COMMANDS = {
     "ingest": ingest,
@@ -15,6 +15,8 @@ COMMANDS = {
     "submit": submit,
     "export": export,
     "inspect": inspect,
+    "plan": plan,
+    "agent": agent,
     "list": listing,
 }
 
