@@ -1,8 +1,10 @@
 """A run's checkpoint as a model folder (`config.json` + `model.safetensors`): `reverie export`.
 
-The checkpoint is read with `torch.load(weights_only=True)`. With EMA on, its `state_dict` holds the
-averaged weights and `current_model_state` the raw ones (Lightning's `WeightAveraging` layout);
-`ema=False` exports the raw weights. The folder loads with `load_model_folder` or plain safetensors.
+The checkpoint is read with `torch.load(weights_only=True)`. The model is rebuilt from the config
+it recorded when it was built (`model_config`), so nothing the run read then (an encoder folder,
+say) has to exist now. With EMA on, its `state_dict` holds the averaged weights and
+`current_model_state` the raw ones (Lightning's `WeightAveraging` layout); `ema=False` exports the
+raw weights. The folder loads with `load_model_folder` or plain safetensors.
 """
 
 from __future__ import annotations
@@ -10,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-
 from reverie.nn.model_folder import MODELS, save_model_folder
 from reverie.training.trainer import resume_checkpoint
 
@@ -31,8 +31,7 @@ def export_run(run_dir: Path, out: Path, checkpoint: Path | None = None, ema: bo
     if ema and "current_model_state" not in state:
         raise ValueError(f"{path}: the run kept no EMA weights (ema: null); export with --no-ema")
     weights = state["state_dict"] if ema else state.get("current_model_state", state["state_dict"])
-    model_config = OmegaConf.to_container(OmegaConf.load(config_file).model)
-    model_class = MODELS.get(model_config.pop("name"))
-    model = model_class(model_class.config_class(**model_config))
+    model_class = MODELS.get(state["model_config"]["model"])
+    model = model_class(model_class.config_class(**state["model_config"]["config"]))
     model.load_state_dict({name[len(MODEL_PREFIX) :]: value for name, value in weights.items() if name.startswith(MODEL_PREFIX)})
     return save_model_folder(model, out)

@@ -10,6 +10,7 @@ model's.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import lightning as L
@@ -42,6 +43,11 @@ class ModelTask(L.LightningModule):
         detached = {name: value.detach() for name, value in terms.items()}
         self.log_dict({f"train/{name}": value for name, value in detached.items()}, prog_bar=True, batch_size=len(batch["frames"]))
         return {"loss": terms["loss"], "terms": detached}  # Lightning divides "loss" under accumulation, not "terms"
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The built model's own config (what `config.json` of an export holds): a model that
+        resolves paths or sizes when it is built records the result, so export needs nothing else."""
+        checkpoint["model_config"] = {"model": self.model.registry_name, "config": dataclasses.asdict(self.model.config)}
 
     def on_train_batch_end(self, outputs, batch: dict, batch_index: int) -> None:
         update = getattr(self.model, "after_optimizer_step", None)

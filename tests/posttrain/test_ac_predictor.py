@@ -166,9 +166,8 @@ def test_tiny_config_trains_on_recorded_episodes(tmp_path, encoder_folder):
     with open(run_dir / "metrics.csv") as handle:
         losses = [float(row["loss"]) for row in csv.DictReader(handle)]
     assert len(losses) == 30 and sum(losses[-5:]) / 5 < 0.3 * losses[0]
-    exported = export_run(run_dir, tmp_path / "model", ema=False)  # builds from the run's config: reads encoder_folder
-    shutil.rmtree(encoder_folder)
-    model = load_model_folder(exported)
+    shutil.rmtree(encoder_folder)  # the checkpoint records the built model's config: export needs no encoder folder
+    model = load_model_folder(export_run(run_dir, tmp_path / "model", ema=False))
     assert model.config.encoder_folder is None and model.predictor.state_in is not None
     assert model.rollout(torch.zeros(1, 4, ENCODER["embed_dim"]), torch.zeros(2, 3, 1), states=torch.zeros(1, 3)).shape == (2, 3, 4, 24)
 
