@@ -36,7 +36,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, help="N, sequences per search iteration (planner default 256)")
     parser.add_argument("--iterations", type=int, help="search iterations per step (planner default 6)")
     parser.add_argument("--std", type=float, help="sampling std in action units (CEM init_std, MPPI noise_std); default: a quarter of the action range")
+    parser.add_argument("--context-frames", type=int, default=1, help="plan from the last K frames and the actions between them (default 1: the current frame)")
     parser.add_argument("--steps", type=int, help="steps per episode (default: the goal task's)")
+    parser.add_argument(
+        "--success-distance", type=float, help="success when the true-state distance ends under this (default: the goal task's, e.g. Reacher 0.02 m)"
+    )
     parser.add_argument("--size", type=int, help="frame side in px (default: the model's training frames)")
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, ...")
     parser.add_argument("--baseline", choices=["random"], help="also run this policy on the same goals")
@@ -134,7 +138,7 @@ def build_report(args: argparse.Namespace, task, steps: int, size: int, planner_
         "steps": steps,
         "frame_size": size,
         "seed": args.seed,
-        "planner": {"name": args.planner, **dataclasses.asdict(planner_config)},
+        "planner": {"name": args.planner, **dataclasses.asdict(planner_config), "context_frames": args.context_frames},
         "policies": {},
     }
     for name, (results, lines) in runs.items():
@@ -173,6 +177,10 @@ def plan(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise PlanningSetupError(f"--episodes must be at least 1, got {args.episodes}")
     task = goal_task_for(args.env_id)
+    if args.success_distance is not None:
+        if "distance" not in task.success_thresholds:
+            raise PlanningSetupError(f"--success-distance: the {task.name} task has no distance threshold")
+        task.success_thresholds = task.success_thresholds | {"distance": args.success_distance}
     raw_model = load_model_folder(args.model_dir)
     model = as_planning_model(raw_model, args.device)
     size = model_frame_size(model, args)
@@ -184,7 +192,7 @@ def plan(args: argparse.Namespace) -> int:
         goals = make_goals(task, env, args, size)
         bounds = [torch.as_tensor(bound, device=args.device) for bound in (low, high)]
         planner = make_planner(args.planner, *bounds, **planner_overrides(args, low, high))
-        policies = {PLANNED: PlanningPolicy(model, planner, seed=args.seed)}
+        policies = {PLANNED: PlanningPolicy(model, planner, seed=args.seed, context_frames=args.context_frames)}
         if args.baseline == "random":
             policies["random"] = RandomPolicy(low, high, seed=args.seed)
         runs = {name: run_policy(name, policy, env, goals, steps, model) for name, policy in policies.items()}

@@ -8,7 +8,9 @@ features the model predicts after the last action and the goal image's features,
 
     a*_{1:H} = argmin_a  E(P(E(x_t), s_t, a_{1:H})[H], E(x_goal)),
 
-execute a*_1 only, observe, and plan again (warm-started from the rest of the plan).
+execute a*_1 only, observe, and plan again (warm-started from the rest of the plan). With
+`context_frames` T0 > 1 the context is the last T0 frames and the actions between them, which
+show the predictor the motion a single frame does not (velocities, under torque control).
 
 A world model plans here through `PlanningModel`, four calls; `as_planning_model` adapts a
 V-JEPA 2-AC model (`reverie.posttrain.ac_predictor.VJEPAAC`) to it, and the tests plug in an
@@ -86,9 +88,19 @@ class FeaturePredictorModel:
     def encode_goal(self, frame: Tensor) -> Tensor:
         return self.model.encode_goal(frame.to(self.device))
 
-    def rollout(self, context: tuple[Tensor, Tensor | None], action_sequences: Tensor) -> Tensor:
-        features, states = context
-        return self.model.rollout(features, action_sequences.to(features), states=states)
+    def rollout(self, context: tuple, action_sequences: Tensor) -> Tensor:
+        features, states, *past_actions = context  # (T0, N_tok, D), (T0, S) or None[, (T0 - 1, A)]
+        context_actions = past_actions[0] if past_actions else None
+        return self.model.rollout(features, action_sequences.to(features), states=states, context_actions=context_actions)
+
+    def stack_context(self, contexts: Sequence[tuple[Tensor, Tensor | None]], actions: Sequence[np.ndarray]) -> tuple:
+        """One context of T0 frames from the last T0 observations' contexts and the T0 - 1 actions
+        taken between them: the predictor reads the arm's motion from them, not only its pose."""
+        features = torch.cat([context[0] for context in contexts])  # (T0, N_tok, D)
+        states = None if contexts[0][1] is None else torch.cat([context[1] for context in contexts])
+        if not actions:
+            return features, states
+        return features, states, torch.as_tensor(np.stack(actions)).to(features)  # (T0 - 1, A)
 
     def energy(self, predicted_last: Tensor, goal: Tensor) -> Tensor:
         return self.model.energy(predicted_last, goal)
@@ -126,11 +138,16 @@ class PlanningPolicy:
     """Receding-horizon planning with a world model: plan H steps minimising the model's energy to
     the goal, execute the first action, replan (the module docstring has the equation)."""
 
-    def __init__(self, model: PlanningModel, planner: Planner, seed: int = 0):
-        self.model, self.planner, self.seed = model, planner, seed
+    def __init__(self, model: PlanningModel, planner: Planner, seed: int = 0, context_frames: int = 1):
+        if context_frames > 1 and not hasattr(model, "stack_context"):
+            raise PlanningSetupError(f"context_frames={context_frames}: the model plans from one frame (it has no stack_context)")
+        self.model, self.planner, self.seed, self.context_frames = model, planner, seed, context_frames
         self.goal_features: Tensor | None = None
+        self.contexts: list = []  # the latest observations' contexts, oldest first (at most context_frames)
+        self.actions: list[np.ndarray] = []  # the actions taken between them
 
     def reset(self, goal: Goal) -> None:
+        self.contexts, self.actions = [], []
         self.planner.reset()
         self.planner.generator.manual_seed(episode_seed(self.seed, goal.seed))
         self.goal_features = self.model.encode_goal(frame_tensor(goal.image))
@@ -145,7 +162,13 @@ class PlanningPolicy:
     def __call__(self, frame: np.ndarray, observation: Any) -> np.ndarray:
         state = flat_state(observation)
         context = self.model.encode_observation(frame_tensor(frame), None if state is None else torch.from_numpy(state))
-        return self.planner.act(self.energy_fn(context)).cpu().numpy()
+        if self.context_frames > 1:
+            self.contexts = (self.contexts + [context])[-self.context_frames :]
+            self.actions = self.actions[len(self.actions) - len(self.contexts) + 1 :]
+            context = self.model.stack_context(self.contexts, self.actions)
+        action = self.planner.act(self.energy_fn(context)).cpu().numpy()
+        self.actions.append(action)
+        return action
 
 
 class RandomPolicy:

@@ -237,6 +237,32 @@ def test_the_planning_energy_is_the_model_distance_to_the_goal_features(small_re
     torch.testing.assert_close(policy.energy_fn(context)(actions), expected)
 
 
+def test_planning_from_several_frames_rolls_out_after_the_frames_and_actions_seen(small_reacher):
+    goal = goal_task_for("Reacher-v5").make_goal(small_reacher, seed=2, size=MODEL_SIZE)
+    model = as_planning_model(tiny_vjepa_ac())
+    low, high = action_bounds(small_reacher)
+    planner = make_planner("cem", low, high, horizon=3, samples=16, iterations=2, elites=4, init_std=0.5)
+    policy = PlanningPolicy(model, planner, context_frames=2)
+    policy.reset(goal)
+    observation = goal.task.start(small_reacher, goal)
+    frames, states = [render_frame(small_reacher, MODEL_SIZE)], [observation]
+    for _ in range(3):
+        action = policy(frames[-1], states[-1])
+        observation = small_reacher.step(action)[0]
+        frames.append(render_frame(small_reacher, MODEL_SIZE))
+        states.append(observation)
+    # the last plan read frames 1 and 2 and the action between them; the action it chose is kept too
+    assert len(policy.contexts) == 2 and len(policy.actions) == 2
+    contexts = [model.encode_observation(frame_tensor(frame), torch.from_numpy(state).float()) for frame, state in zip(frames[1:3], states[1:3])]
+    torch.testing.assert_close(policy.contexts[0][0], contexts[0][0])
+    context = model.stack_context(contexts, policy.actions[:1])
+    candidates = torch.zeros(4, 3, 2)
+    expected = model.model.rollout(context[0], candidates, states=context[1], context_actions=context[2])
+    single = model.model.rollout(contexts[-1][0], candidates, states=contexts[-1][1])
+    torch.testing.assert_close(model.rollout(context, candidates), expected)
+    assert not torch.allclose(expected, single)  # the earlier frame and action change the prediction
+
+
 def test_write_gif_holds_short_panels_and_leaves_no_temporary_file(tmp_path):
     frames = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
     path = write_gif(tmp_path / "episodes.gif", [[frames[0], frames], [frames[0], frames[:2]]], min_side=32)

@@ -1,0 +1,147 @@
+"""Planning speed of V-JEPA 2-AC: time per planned action, encoder and predictor throughput.
+
+Builds the quickstart's models (configs/quickstart/vjepa.yaml under configs/quickstart/vjepa_ac.yaml,
+64 px Reacher frames, 2-d actions) with fresh weights -- speed does not depend on them -- or loads
+a saved `vjepa_ac` folder with `--model`, and measures on each device at hand (CPU, and CUDA
+when there is a GPU):
+
+- encoder: frames per second through the frozen encoder, one frame at a time (what planning
+  encodes per step) and in batches;
+- predictor: imagined frames per second, `rollout` of N candidate sequences over H steps with the
+  KV cache (N x H frames per call);
+- planning: seconds per action of receding-horizon CEM (`reverie.posttrain.control.PlanningPolicy`)
+  at the quickstart's settings and at the planner's defaults (H 8, N 256, 6 iterations).
+
+Writes benchmarks/results/planning.json.
+
+    .venv/bin/python benchmarks/planning.py
+    .venv/bin/python benchmarks/planning.py --model runs/quickstart/models/vjepa_ac --threads 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from reverie.nn.model_folder import MODELS, load_model_folder
+from reverie.posttrain.control import PlanningPolicy, as_planning_model
+from reverie.posttrain.goals import Goal, GoalTask
+from reverie.posttrain.planners import make_planner
+from reverie.quickstart import SCALES
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CONFIGS = ROOT / "configs" / "quickstart"
+ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # Reacher-v5's torques
+
+
+def quickstart_model() -> torch.nn.Module:
+    """The quickstart's V-JEPA 2-AC, fresh weights: its predictor config over its encoder config."""
+    encoder = OmegaConf.to_container(OmegaConf.load(CONFIGS / "vjepa.yaml").model)
+    predictor = OmegaConf.to_container(OmegaConf.load(CONFIGS / "vjepa_ac.yaml").model)
+    encoder.pop("name"), predictor.pop("name"), predictor.pop("encoder_folder")
+    vjepa_ac = MODELS.get("vjepa_ac")
+    return vjepa_ac(vjepa_ac.config_class(encoder=encoder, **predictor)).eval()
+
+
+def timed(function, repeats: int, device: torch.device) -> float:
+    """Seconds per call, after one warm-up call."""
+    function()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / repeats
+
+
+def encoder_throughput(model, size: int, device: torch.device, batch: int) -> float:
+    frames = torch.rand(batch, 1, 3, size, size, device=device)
+    return batch / timed(lambda: model.encode(frames), 20 if batch == 1 else 5, device)
+
+
+def predictor_throughput(model, size: int, device: torch.device, candidates: int, horizon: int) -> float:
+    context = model.encode(torch.rand(1, 1, 3, size, size, device=device))[0]  # (1, N_tok, D)
+    actions = torch.rand(candidates, horizon, model.config.action_dim, device=device) * 2 - 1
+    return candidates * horizon / timed(lambda: model.rollout(context, actions), 5, device)
+
+
+def seconds_per_action(model, size: int, device: torch.device, horizon: int, samples: int, iterations: int, steps: int = 10) -> float:
+    """Receding-horizon CEM toward a random goal image: `steps` actions from random frames."""
+    bounds = [torch.full((model.config.action_dim,), bound, device=device) for bound in (ACTION_LOW, ACTION_HIGH)]
+    planner = make_planner("cem", *bounds, horizon=horizon, samples=samples, iterations=iterations, elites=max(1, samples // 8), init_std=0.5)
+    policy = PlanningPolicy(as_planning_model(model, device), planner)
+    rng = np.random.default_rng(0)
+    policy.reset(Goal(GoalTask(), rng.integers(0, 256, (size, size, 3), dtype=np.uint8), None, seed=0))
+    frames = rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8)
+    observation = np.zeros(model.config.state_dim, np.float32) if model.config.state_dim else np.zeros((size, size, 3), np.uint8)
+    policy(frames[0], observation)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for frame in frames:
+        policy(frame, observation)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
+
+
+def measure(model, size: int, device: torch.device) -> dict:
+    quick = SCALES["full"]
+    settings = {"quickstart": (quick.horizon, quick.samples, quick.iterations, 10), "planner_defaults": (8, 256, 6, 3)}
+    return {
+        "encoder_frames_per_s": {"batch_1": encoder_throughput(model, size, device, 1), "batch_64": encoder_throughput(model, size, device, 64)},
+        "predictor_frames_per_s": {
+            f"N{candidates}_H{horizon}": predictor_throughput(model, size, device, candidates, horizon)
+            for candidates, horizon in ((64, 5), (256, 8))
+        },
+        "planning_s_per_action": {
+            name: {"horizon": h, "samples": n, "iterations": i, "seconds": seconds_per_action(model, size, device, h, n, i, steps)}
+            for name, (h, n, i, steps) in settings.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="a vjepa_ac model folder (default: the quickstart's sizes, fresh weights)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU torch thread counts to measure")
+    parser.add_argument("--out", type=Path, default=RESULTS / "planning.json")
+    args = parser.parse_args()
+
+    model = load_model_folder(args.model).eval() if args.model else quickstart_model()
+    size = (model.config.frame_size or [model.encoder.config.image_size])[0]
+    results = {
+        "model": str(args.model or "configs/quickstart (fresh weights)"),
+        "frame_size": size,
+        "predictor_tokens_per_frame": model.predictor.frame_tokens,  # the encoder's patches, plus action (and state) tokens
+        "parameters": {"encoder": sum(p.numel() for p in model.encoder.encoder.parameters()), "predictor": sum(p.numel() for p in model.predictor.parameters())},
+        "torch": torch.__version__,
+        "cpu": {"name": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "devices": {},
+    }
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        results["devices"][f"cpu_{threads}_threads"] = measure(model.to("cpu"), size, torch.device("cpu"))
+        print(f"cpu, {threads} threads: {json.dumps(results['devices'][f'cpu_{threads}_threads'])}")
+    if torch.cuda.is_available():
+        results["gpu"] = torch.cuda.get_device_name()
+        results["devices"]["cuda"] = measure(model.to("cuda"), size, torch.device("cuda"))
+        print(f"cuda: {json.dumps(results['devices']['cuda'])}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
