@@ -20,6 +20,7 @@ AGENTS: Registry[type] = Registry(
         "dyna_q": "reverie.agents.dyna",
         "dyna_q_plus": "reverie.agents.dyna",
         "prioritized_sweeping": "reverie.agents.prioritized_sweeping",
+        "pets": "reverie.agents.pets",
     },
 )
 
