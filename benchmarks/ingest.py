@@ -28,6 +28,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ RESULT = ROOT / "benchmarks" / "results" / "ingest.json"
 V2D_VENV = DATA / "venv-v2d"
 REVERIE = Path(sys.executable).parent / "reverie"  # the CLI of the venv running this script
 TARGET = 1.25  # ingest may cost at most this much more than bare decode + resize
+FLOOR_JOBS = ("ffmpeg_threads1", "ffmpeg_default")
 
 # (frame size, fps, encoder, container) of each reference video, cycled: mostly H.264 at 720p and
 # 480p like a web crawl, plus the VP9 and MPEG-4 Part 2 files that always turn up in one.
@@ -134,8 +136,9 @@ def decode_file(decoder: str, info: VideoInfo, fps: float, size: int) -> int:
 def run_decoder(infos: list[VideoInfo], args: argparse.Namespace, decoder: str) -> tuple[float, dict]:
     start = time.perf_counter()  # a fresh pool each run: its start-up is part of the cost, as in ingest
     with ProcessPoolExecutor(args.workers) as pool:
-        frames = list(pool.map(decode_file, [decoder] * len(infos), infos, [args.fps] * len(infos), [args.size] * len(infos)))
-    return time.perf_counter() - start, {"frames": sum(frames)}
+        futures = [pool.submit(decode_file, decoder, info, args.fps, args.size) for info in infos]
+        frames = [future.result() for future in futures]
+    return time.perf_counter() - start, {"frames": sum(frames), "frames_per_file": frames}
 
 
 # ---------------------------------------------------------------- (c) the whole `reverie ingest`
@@ -154,37 +157,74 @@ def run_reverie_ingest(folder: Path, args: argparse.Namespace, clip_format: str)
         if done.returncode:
             raise RuntimeError(f"reverie ingest exited {done.returncode}: {tail(done.stderr)}")
         lines = [json.loads(line) for line in (Path(out) / "manifest.jsonl").read_text().splitlines()]
-    statuses = {status: sum(line["status"] == status for line in lines) for status in ("ok", "skipped", "failed")}
-    return wall, {"clips": sum(line["clips"] for line in lines), "inputs": statuses, "command": " ".join(command)}
+    return wall, {
+        "clips": sum(line["clips"] for line in lines),
+        "dropped_clips": {why: sum(line.get("dropped", {}).get(why, 0) for line in lines) for why in ("static", "duplicate")},
+        "inputs": {status: sum(line["status"] == status for line in lines) for status in ("ok", "skipped", "failed")},
+        "command": " ".join(command),
+    }
 
 
 # ---------------------------------------------------------------- (d) video2dataset
 
 # Runs inside the video2dataset venv. Local paths are valid urls there: its reader copies the bytes
-# of any existing file whose name ends in a video extension.
+# of any existing file whose name ends in a video extension. Two bugs of the PyPI release 1.3.0 fail
+# every video with this config; both are fixed upstream (iejMac/video2dataset#322) but unreleased,
+# so the runner patches them without changing any work done:
+#  - the worker reads `encode_formats` from the first video subsampler, which only sets
+#    `encode_format` (#263, #311);
+#  - FrameSubsampler pops and re-adds "video" in the streams dict the worker is iterating over
+#    ("dictionary keys changed during iteration", #327); it is given a copy, then values are put back.
+# It runs as a script file: video2dataset's spawned workers re-import the main script, patches too.
+V2D_WORKAROUND = "patched 1.3.0 bugs fixed upstream: encode_formats attribute (#311), stream dict mutation (#327)"
 V2D_RUNNER = """
 import json, sys
 from video2dataset import video2dataset
-job = json.loads(sys.argv[1])
-video2dataset(url_list=job["url_list"], output_folder=job["out"], output_format="webdataset",
-              input_format="txt", encode_formats={"video": "mp4"}, tmp_dir=job["tmp"], config=job["config"])
+from video2dataset.subsamplers import FrameSubsampler, ResolutionSubsampler
+
+def with_encode_formats(init):
+    def patched(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.encode_formats = {"video": self.encode_format}
+    return patched
+
+def in_place(call):
+    def patched(self, streams, metadata=None):
+        result, metadata, error = call(self, dict(streams), metadata)
+        streams.update(result)
+        return streams, metadata, error
+    return patched
+
+for subsampler in (ResolutionSubsampler, FrameSubsampler):
+    subsampler.__init__ = with_encode_formats(subsampler.__init__)
+FrameSubsampler.__call__ = in_place(FrameSubsampler.__call__)
+
+if __name__ == "__main__":
+    job = json.loads(sys.argv[1])
+    video2dataset(url_list=job["url_list"], output_folder=job["out"], output_format="webdataset",
+                  input_format="txt", encode_formats={"video": "mp4"}, tmp_dir=job["tmp"], config=job["config"])
 """
 
 
 def video2dataset_python() -> tuple[Path | None, str]:
     """The venv's python once `import video2dataset` works there, else None and why not."""
     python = V2D_VENV / "bin" / "python"
-    importable = lambda: python.exists() and subprocess.run([python, "-c", "import video2dataset"], capture_output=True).returncode == 0  # noqa: E731
-    if importable():
+    if imports_video2dataset(python):
         return python, ""
     print(f"installing video2dataset into {V2D_VENV} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", V2D_VENV], check=True)
-    install = subprocess.run([python, "-m", "pip", "install", "-q", "video2dataset"], capture_output=True, text=True)
+    # video2dataset 1.3.0 pins numpy<2 but not pyarrow or pandas, whose current releases need NumPy 2.
+    packages = ["video2dataset", "pyarrow<21", "pandas<3"]
+    install = subprocess.run([python, "-m", "pip", "install", "-q", *packages], capture_output=True, text=True)
     if install.returncode:
         return None, f"pip install video2dataset failed: {tail(install.stderr)}"
-    if not importable():
+    if not imports_video2dataset(python):
         return None, "video2dataset installed but `import video2dataset` fails"
     return python, ""
+
+
+def imports_video2dataset(python: Path) -> bool:
+    return python.exists() and subprocess.run([python, "-c", "import video2dataset"], capture_output=True).returncode == 0
 
 
 def video2dataset_config(args: argparse.Namespace) -> dict:
@@ -194,21 +234,32 @@ def video2dataset_config(args: argparse.Namespace) -> dict:
             "ResolutionSubsampler": {"args": {"video_size": args.size, "resize_mode": "scale,crop"}},
             "FrameSubsampler": {"args": {"frame_rate": args.fps}},
         },
-        "reading": {"yt_args": {"download_size": 360, "download_audio_rate": 44100, "yt_metadata_args": {}}, "timeout": 60, "sampler": None},
+        "reading": {
+            "yt_args": {"download_size": 360, "download_audio_rate": 44100, "yt_metadata_args": {}},
+            "timeout": 60,
+            "sampler": None,
+        },
         # One video per shard: video2dataset gives each process whole shards, so bigger shards would
         # leave all but one of the --workers processes idle on a small set.
         "storage": {"number_sample_per_shard": 1, "oom_shard_count": 5, "captions_are_subtitles": False},
-        "distribution": {"processes_count": args.workers, "thread_count": 1, "subjob_size": 1000, "distributor": "multiprocessing"},
+        # thread_count is the reader threads per process; its "download" here is a local file read.
+        "distribution": {
+            "processes_count": args.workers,
+            "thread_count": 1,
+            "subjob_size": 1000,
+            "distributor": "multiprocessing",
+        },
     }
 
 
 def run_video2dataset(python: Path, infos: list[VideoInfo], args: argparse.Namespace) -> tuple[float, dict]:
     with tempfile.TemporaryDirectory(prefix="v2d-bench-") as work:
-        url_list = Path(work) / "urls.txt"
+        url_list, runner = Path(work) / "urls.txt", Path(work) / "v2d_runner.py"
         url_list.write_text("".join(f"{info.path}\n" for info in infos))
+        runner.write_text(V2D_RUNNER)
         job = {"url_list": str(url_list), "out": f"{work}/out", "tmp": work, "config": video2dataset_config(args)}
         start = time.perf_counter()
-        done = subprocess.run([python, "-c", V2D_RUNNER, json.dumps(job)], capture_output=True, text=True)
+        done = subprocess.run([python, runner, json.dumps(job)], capture_output=True, text=True)
         wall = time.perf_counter() - start
         if done.returncode:
             raise RuntimeError(f"video2dataset exited {done.returncode}: {tail(done.stderr)}")
@@ -217,7 +268,8 @@ def run_video2dataset(python: Path, infos: list[VideoInfo], args: argparse.Names
     if successes < len(infos):
         errors = sorted({error for stat in stats for error in stat["status_dict"] if error != "success"})
         raise RuntimeError(f"video2dataset processed {successes} of {len(infos)} videos: {errors}")
-    return wall, {"videos": successes, "version": importlib_version(python, "video2dataset")}
+    v2d_version = importlib_version(python, "video2dataset")
+    return wall, {"videos": successes, "version": v2d_version, "workaround": V2D_WORKAROUND}
 
 
 # ---------------------------------------------------------------- measuring and reporting
@@ -263,64 +315,85 @@ def versions() -> dict:
     }
 
 
+def children_cpu_s() -> float:
+    """CPU seconds of all reaped child processes (ffmpeg, pool workers, the reverie CLI and its pool)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(jobs: dict, repeats: int) -> dict:
-    """Best wall time of each job. Repeats go round-robin over the jobs, so a burst of load from
-    another process on the machine perturbs one run of each rather than every run of one job."""
-    results = {name: {"runs": []} for name in jobs}
+    """Best wall time of each job, and the CPU seconds its processes used in that run.
+
+    Repeats go round-robin over the jobs, so a burst of load from another process on the machine
+    perturbs one run of each rather than every run of one job. CPU seconds move much less than wall
+    time under such load, so they tell whether a slow wall time is noise.
+    """
+    results = {name: {"runs": [], "cpu_runs": []} for name in jobs}
     for repeat in range(repeats):
         for name, job in jobs.items():
             if "error" in results[name]:
                 continue
+            cpu_before = children_cpu_s()
             try:
                 wall, detail = job()
             except Exception as error:  # one broken contender must not sink the benchmark
                 results[name]["error"] = f"{type(error).__name__}: {error}"
                 print(f"  {name}: FAILED {results[name]['error']}", flush=True)
                 continue
+            cpu = children_cpu_s() - cpu_before
             results[name]["runs"].append(round(wall, 3))
+            results[name]["cpu_runs"].append(round(cpu, 3))
             results[name]["detail"] = detail
-            print(f"  [{repeat + 1}/{repeats}] {name:<22} {wall:8.2f} s", flush=True)
+            print(f"  [{repeat + 1}/{repeats}] {name:<22} {wall:8.2f} s wall {cpu:8.2f} s cpu", flush=True)
     for result in results.values():
         if result["runs"]:
-            result["wall_s"] = min(result["runs"])
+            best = result["runs"].index(min(result["runs"]))
+            result["wall_s"], result["cpu_s"] = result["runs"][best], result["cpu_runs"][best]
     return results
 
 
 def add_ratios(results: dict, video_seconds: float) -> dict:
     """Realtime factors, ratios to the ffmpeg floor (a), and the headline ratios."""
-    floor_name = min(("ffmpeg_threads1", "ffmpeg_default"), key=lambda name: results[name].get("wall_s", float("inf")))
+    floor_name = min(FLOOR_JOBS, key=lambda name: results[name].get("wall_s", float("inf")))
     floor = results[floor_name].get("wall_s")
     for result in results.values():
         if "wall_s" in result:
             result["realtime"] = round(video_seconds / result["wall_s"], 2)
             result["vs_ffmpeg"] = round(result["wall_s"] / floor, 3) if floor else None
-    wall = lambda name: results.get(name, {}).get("wall_s")  # noqa: E731
-    ratio = lambda top, bottom: round(wall(top) / wall(bottom), 3) if wall(top) and wall(bottom) else None  # noqa: E731
-    decoders = [name for name in results if name.startswith("decode_") and wall(name)]
+
+    def ratio(top: str, bottom: str, key: str = "wall_s") -> float | None:
+        over, under = results.get(top, {}).get(key), results.get(bottom, {}).get(key)
+        return round(over / under, 3) if over and under else None
+
+    decoders = {name.removeprefix("decode_"): r.get("wall_s") for name, r in results.items() if name.startswith("decode_")}
+    decoders = {name: wall for name, wall in decoders.items() if wall}
     ingest_vs_ffmpeg = ratio("ingest_mp4", floor_name)
     return {
         "ffmpeg_floor": floor_name,
         "ffmpeg_floor_s": floor,
         "ingest_vs_ffmpeg": ingest_vs_ffmpeg,
+        "ingest_vs_ffmpeg_cpu": ratio("ingest_mp4", floor_name, key="cpu_s"),
         "ingest_npy_vs_ffmpeg": ratio("ingest_npy", floor_name),
         "ingest_vs_video2dataset": ratio("ingest_mp4", "video2dataset"),
-        "fastest_decoder": min(decoders, key=wall).removeprefix("decode_") if decoders else None,
+        "fastest_decoder": min(decoders, key=decoders.get) if decoders else None,
         "target": TARGET,
         "target_met": ingest_vs_ffmpeg is not None and ingest_vs_ffmpeg <= TARGET,
     }
 
 
 def print_table(results: dict, summary: dict) -> None:
-    print(f"\n{'contender':<24}{'wall s':>9}{'realtime':>10}{'vs ffmpeg':>11}")
-    for name, result in results.items():
-        if "wall_s" in result:
-            print(f"{name:<24}{result['wall_s']:>9.2f}{result['realtime']:>9.1f}x{result['vs_ffmpeg']:>10.2f}x")
+    print(f"\n{'contender':<24}{'wall s':>9}{'realtime':>10}{'vs ffmpeg':>11}{'cpu s':>9}")
+    for name, r in results.items():
+        if "wall_s" in r:
+            print(f"{name:<24}{r['wall_s']:>9.2f}{r['realtime']:>9.1f}x{r['vs_ffmpeg']:>10.2f}x{r['cpu_s']:>9.1f}")
         else:
-            print(f"{name:<24}  not measured: {result.get('error', 'no run')}")
+            print(f"{name:<24}  not measured: {r.get('error', 'no run')}")
     met = "met" if summary["target_met"] else "NOT met"
-    print(f"\ningest_vs_ffmpeg = {summary['ingest_vs_ffmpeg']} (target <= {TARGET}: {met}); floor = {summary['ffmpeg_floor']}")
-    print(f"ingest_npy_vs_ffmpeg = {summary['ingest_npy_vs_ffmpeg']}")
-    print(f"ingest_vs_video2dataset = {summary['ingest_vs_video2dataset']}; fastest decoder: {summary['fastest_decoder']}")
+    print(f"\ningest_vs_ffmpeg        = {summary['ingest_vs_ffmpeg']} (c / a, target <= {TARGET}: {met})")
+    print(f"ingest_vs_ffmpeg_cpu    = {summary['ingest_vs_ffmpeg_cpu']} (CPU seconds: less sensitive to other load)")
+    print(f"ingest_npy_vs_ffmpeg    = {summary['ingest_npy_vs_ffmpeg']}")
+    print(f"ingest_vs_video2dataset = {summary['ingest_vs_video2dataset']}")
+    print(f"floor: {summary['ffmpeg_floor']}; fastest decoder: {summary['fastest_decoder']}")
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -351,8 +424,8 @@ def main() -> None:
     print(f"{len(infos)} videos, {video_seconds:.1f} s of video, {args.workers} workers, {os.cpu_count()} cores")
 
     jobs = {
-        "ffmpeg_threads1": lambda: run_ffmpeg(infos, args, single_thread=True),
-        "ffmpeg_default": lambda: run_ffmpeg(infos, args, single_thread=False),
+        FLOOR_JOBS[0]: lambda: run_ffmpeg(infos, args, single_thread=True),
+        FLOOR_JOBS[1]: lambda: run_ffmpeg(infos, args, single_thread=False),
     }
     for decoder in available_decoders():
         jobs[f"decode_{decoder}"] = lambda decoder=decoder: run_decoder(infos, args, decoder)
@@ -373,11 +446,15 @@ def main() -> None:
         args.out,
         {
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": " ".join(sys.argv),
             "machine": machine() | {"loadavg_before": load_before, "loadavg_after": os.getloadavg()},
             "versions": versions(),
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "inputs": {"videos": len(infos), "video_seconds": round(video_seconds, 3), "files": [describe(info) for info in infos]},
+            "inputs": {
+                "videos": len(infos),
+                "video_seconds": round(video_seconds, 3),
+                "files": [describe(info) for info in infos],
+            },
             "summary": summary,
             "results": results,
         },

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import webdataset as wds
 
 from reverie.pipelines.decoders import DECODERS
 from reverie.pipelines.encode import encode_clip
@@ -24,6 +23,7 @@ from reverie.pipelines.filters import clip_hash, motion_score
 from reverie.pipelines.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.scenes import CutDetector
+from reverie.pipelines.shards import TarWriter
 
 
 # Stated durations can be off by a little; a file that ends earlier than this is reported truncated.
@@ -96,7 +96,7 @@ def ingest_file(path: str, spec: ClipSpec, spool_dir: str, info: VideoInfo | Non
     spool = Path(spool_dir) / f"{source_key}.tar"
     partial = spool.with_suffix(".tar.partial")
     reason = ""
-    with wds.TarWriter(str(partial)) as sink:
+    with TarWriter(partial) as sink:
         try:
             for index, clip in enumerate(cut_clips(_track(frames, record), spec, 1.0 / spec.fps)):
                 motion = motion_score(clip.frames)

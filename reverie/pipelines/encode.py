@@ -1,4 +1,10 @@
-"""Clip payloads: re-encoded H.264 `.mp4` bytes, or the raw uint8 (T, H, W, C) array as `.npy`."""
+"""Clip payloads: re-encoded H.264 `.mp4` bytes, or the raw uint8 (T, H, W, C) array as `.npy`.
+
+Clips are encoded with libx264 at `crf` 18, preset `ultrafast`, yuv420p, one thread. On the
+benchmark's 256 x 256 clips, ultrafast takes 12 ms a clip against veryfast's 30 ms (encoding was a
+third of ingestion's own work); at crf 18 its codec loss is smaller (44 dB PSNR against the yuv420p
+frames, veryfast: 41 dB) for files about 45% larger.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +17,14 @@ import numpy as np
 CLIP_FORMATS = ("mp4", "npy")
 
 
-def encode_mp4(clip_frames: np.ndarray, fps: float, crf: int = 18) -> bytes:
+def encode_mp4(clip_frames: np.ndarray, fps: float, crf: int = 18, preset: str = "ultrafast") -> bytes:
     """(T, H, W, 3) uint8 RGB -> H.264 yuv420p in an mp4 container, in memory."""
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.height, stream.width = clip_frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        stream.options = {"crf": str(crf), "preset": preset}
         stream.thread_count = 1  # one thread per worker process; the pool gives the parallelism
         for frame in clip_frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

@@ -17,12 +17,12 @@ import numpy as np
 
 def hsv(frame: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 RGB -> (H, W, 3) float32 HSV, each channel on 0..255."""
-    rgb = frame.astype(np.float32)
-    value = rgb.max(axis=-1)
-    chroma = value - rgb.min(axis=-1)
-    saturation = np.where(value > 0, chroma / np.maximum(value, 1e-6), 0.0) * 255.0
+    # Contiguous colour planes: NumPy reduces over a length-3 last axis slowly, and this runs per frame.
+    red, green, blue = np.moveaxis(frame, -1, 0).astype(np.float32, order="C")
+    value = np.maximum(np.maximum(red, green), blue)
+    chroma = value - np.minimum(np.minimum(red, green), blue)
+    saturation = 255.0 * chroma / np.maximum(value, 1.0)  # value is 0 only where chroma is
     safe = np.maximum(chroma, 1e-6)
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     hue = np.where(
         value == red,
         (green - blue) / safe,

@@ -3,19 +3,76 @@
 A shard is `PREFIX{index:06d}.tar` with `key.json` and `key.mp4` (or `key.npy`) members: stock
 `webdataset` and `tar` read it. Until it is renamed, the shard is `....tar.tmp`; a killed run leaves
 at most that file, which the next run deletes.
+
+`TarWriter` writes the members itself rather than through `webdataset.TarWriter`: importing
+webdataset imports torch, which costs every `reverie ingest` run over a second of start-up.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import tarfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import webdataset as wds
+import numpy as np
+
+
+def _member_bytes(name: str, value) -> bytes | bytearray | memoryview:
+    """A sample value as the bytes of tar member `name`, encoded as webdataset's writer does:
+    bytes as they are, text as UTF-8, `.json` values as JSON, `.npy` arrays in NumPy's format."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    extension = name.rpartition(".")[2]
+    if extension == "json":
+        return json.dumps(value).encode("utf-8")
+    if extension == "npy" and isinstance(value, np.ndarray):
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, value)
+        return buffer.getvalue()
+    raise TypeError(f"{name}: cannot store a {type(value).__name__} as .{extension}")
+
+
+class TarWriter:
+    """Appends samples (`{"__key__": key, extension: value, ...}`) to a new tar file as members
+    `key.extension`, in sorted order of extension, as webdataset does."""
+
+    def __init__(self, path: str | Path):
+        self._file = open(path, "wb")
+
+    def write(self, sample: dict) -> int:
+        """Add one sample; return the bytes of its members' contents."""
+        names = {f"{sample['__key__']}.{extension}": extension for extension in sorted(sample) if not extension.startswith("_")}
+        members = {name: memoryview(_member_bytes(name, sample[extension])) for name, extension in names.items()}
+        for name, payload in members.items():
+            self._add(name, payload)
+        return sum(payload.nbytes for payload in members.values())
+
+    def close(self) -> None:
+        """End the archive as `tarfile` does: two zero blocks, then zeros up to a whole record."""
+        self._file.write(bytes(2 * tarfile.BLOCKSIZE))
+        self._file.write(bytes(-self._file.tell() % tarfile.RECORDSIZE))
+        self._file.close()
+
+    def __enter__(self) -> "TarWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _add(self, name: str, payload: memoryview) -> None:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = payload.nbytes, time.time(), 0o444
+        self._file.write(info.tobuf(tarfile.USTAR_FORMAT))
+        self._file.write(payload)
+        self._file.write(bytes(-payload.nbytes % tarfile.BLOCKSIZE))
 
 
 def _sync_rename(partial: Path, final: Path) -> None:
@@ -37,7 +94,7 @@ class ShardWriter:
     max_count: int = 1000
     max_bytes: int = 1 << 30
     on_finalize: Callable[[str], None] = lambda name: None
-    _tar: wds.TarWriter | None = field(default=None, repr=False)
+    _tar: TarWriter | None = field(default=None, repr=False)
     _count: int = 0
     _bytes: int = 0
 
@@ -57,10 +114,9 @@ class ShardWriter:
     def write(self, sample: dict) -> str:
         """Add one sample; return the name of the shard it lands in."""
         if self._tar is None:
-            self._tar = wds.TarWriter(str(self.shard_dir / f"{self.current_name}.tmp"))
-        self._tar.write(sample)
+            self._tar = TarWriter(self.shard_dir / f"{self.current_name}.tmp")
+        self._bytes += self._tar.write(sample)
         self._count += 1
-        self._bytes += sum(len(value) for key, value in sample.items() if isinstance(value, (bytes, str)) and key != "__key__")
         name = self.current_name
         if self._count >= self.max_count or self._bytes >= self.max_bytes:
             self.finalize()

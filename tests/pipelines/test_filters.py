@@ -1,9 +1,11 @@
 import subprocess
 
+import imagehash
 import numpy as np
+from PIL import Image
 
 from reverie.pipelines.decoders import DECODERS
-from reverie.pipelines.filters import HASH_BITS, DedupIndex, clip_hash, motion_score
+from reverie.pipelines.filters import HASH_BITS, DedupIndex, clip_hash, frame_phash, motion_score
 from reverie.pipelines.geometry import FrameGeometry
 from reverie.pipelines.probe import probe
 from reverie.pipelines.synthetic import make_video
@@ -21,6 +23,14 @@ def test_motion_score_is_zero_for_a_still_and_grows_with_change():
     assert motion_score(still) == 0.0
     ramp = np.stack([np.full((16, 16, 3), 10 * t, np.uint8) for t in range(8)])
     assert abs(motion_score(ramp) - 10 / 255) < 1e-6
+
+
+def test_frame_phash_is_imagehash_phash():
+    rng = np.random.default_rng(0)
+    ramp = np.broadcast_to(np.linspace(0, 255, 96, dtype=np.uint8)[None, :, None], (64, 96, 3))
+    frames = [rng.integers(0, 256, (72, 128, 3), dtype=np.uint8) for _ in range(20)]
+    frames += [np.full((32, 32, 3), value, np.uint8) for value in (0, 90, 255)] + [np.ascontiguousarray(ramp)]
+    assert [frame_phash(frame) for frame in frames] == [str(imagehash.phash(Image.fromarray(frame))) for frame in frames]
 
 
 def test_same_footage_reencoded_is_a_near_duplicate(tmp_path, needs_ffmpeg):

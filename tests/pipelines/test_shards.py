@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from reverie.pipelines.shards import ShardWriter, read_shard_contents
+from reverie.pipelines.shards import ShardWriter, TarWriter, read_shard_contents
 
 
 def sample(index):
@@ -45,10 +45,34 @@ def test_read_contents_drops_unfinished_shard_and_continues_numbering(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_tar_writer_encodes_like_webdataset(tmp_path):
+    """Members sorted by extension; bytes as they are, text as UTF-8, json and npy encoded."""
+    frames = np.arange(24, dtype=np.uint8).reshape(2, 2, 2, 3)
+    with TarWriter(tmp_path / "a.tar") as writer:
+        writer.write({"__key__": "a", "mp4": b"\x00\x01", "json": {"n": 1}, "txt": "é", "cam.npy": frames, "_meta": "skipped"})
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        assert tar.getnames() == ["a.cam.npy", "a.json", "a.mp4", "a.txt"]
+    (sample,) = wds.WebDataset(str(tmp_path / "a.tar"), shardshuffle=False).decode()
+    assert sample["json"] == {"n": 1} and sample["mp4"] == b"\x00\x01" and sample["txt"] == "é"
+    np.testing.assert_array_equal(sample["cam.npy"], frames)
+    assert (tmp_path / "a.tar").stat().st_size % tarfile.RECORDSIZE == 0
+
+
+def test_tar_writer_refuses_what_it_cannot_encode(tmp_path):
+    with TarWriter(tmp_path / "a.tar") as writer, pytest.raises(TypeError, match="a.mp4: cannot store a ndarray as .mp4"):
+        writer.write({"__key__": "a", "mp4": np.zeros(3)})
+
+
 def test_byte_limit_rotates(tmp_path):
     writer = ShardWriter(tmp_path, max_count=100, max_bytes=10)
     assert writer.write({"__key__": "a", "mp4": b"x" * 11}) == "000000.tar"
     assert writer.write({"__key__": "b", "mp4": b"x" * 11}) == "000001.tar"
+
+
+def test_byte_limit_counts_arrays(tmp_path):
+    writer = ShardWriter(tmp_path, max_count=100, max_bytes=500)
+    names = [writer.write({"__key__": str(i), "npy": np.zeros(600, np.uint8)}) for i in range(3)]
+    assert names == ["000000.tar", "000001.tar", "000002.tar"]
 
 
 @pytest.mark.parametrize("prefix", ["", "s0003-"])
