@@ -152,10 +152,15 @@ def test_tiny_config_trains_on_recorded_episodes(tmp_path, encoder_folder):
     from reverie.training.export import export_run
     from reverie.training.trainer import fit
 
-    run_record(RecordConfig("Pendulum-v1", episodes=2, out=tmp_path / "pendulum", size=SIZE, clip_frames=8, clip_format="npy", max_steps=16, progress=False))
+    # Reacher (MuJoCo): 2-d torques, 10-d state, square frames, no early ends. (Pendulum-v1's render
+    # loads a PNG through pygame's libpng, which fails in a process where decord's libraries loaded first.)
+    env_id = "Reacher-v5"
+    run_record(RecordConfig(env_id, episodes=2, out=tmp_path / "episodes", size=SIZE, clip_frames=8, clip_format="npy", max_steps=16, progress=False))
     overrides = [
         f"model.encoder_folder={encoder_folder}",
-        f"data.shards={tmp_path / 'pendulum' / 'shards'}",
+        "model.action_dim=2",
+        "model.state_dim=10",
+        f"data.shards={tmp_path / 'episodes' / 'shards'}",
         f"run.dir={tmp_path / 'run'}",
         "data.batch_size=2",
         "trainer.max_steps=30",
@@ -169,7 +174,7 @@ def test_tiny_config_trains_on_recorded_episodes(tmp_path, encoder_folder):
     shutil.rmtree(encoder_folder)  # the checkpoint records the built model's config: export needs no encoder folder
     model = load_model_folder(export_run(run_dir, tmp_path / "model", ema=False))
     assert model.config.encoder_folder is None and model.predictor.state_in is not None
-    assert model.rollout(torch.zeros(1, 4, ENCODER["embed_dim"]), torch.zeros(2, 3, 1), states=torch.zeros(1, 3)).shape == (2, 3, 4, 24)
+    assert model.rollout(torch.zeros(1, 4, ENCODER["embed_dim"]), torch.zeros(2, 3, 2), states=torch.zeros(1, 10)).shape == (2, 3, 4, 24)
 
 
 @pytest.mark.slow
