@@ -152,14 +152,10 @@ def test_tiny_config_trains_on_recorded_episodes(tmp_path, encoder_folder):
     from reverie.training.export import export_run
     from reverie.training.trainer import fit
 
-    # Reacher (MuJoCo): 2-d torques, 10-d state, square frames, no early ends. (Pendulum-v1's render
-    # loads a PNG through pygame's libpng, which fails in a process where decord's libraries loaded first.)
-    env_id = "Reacher-v5"
+    env_id = "Reacher-v5"  # the config's env: 2-d torques, 10-d states
     run_record(RecordConfig(env_id, episodes=2, out=tmp_path / "episodes", size=SIZE, clip_frames=8, clip_format="npy", max_steps=16, progress=False))
     overrides = [
         f"model.encoder_folder={encoder_folder}",
-        "model.action_dim=2",
-        "model.state_dim=10",
         f"data.shards={tmp_path / 'episodes' / 'shards'}",
         f"run.dir={tmp_path / 'run'}",
         "data.batch_size=2",
