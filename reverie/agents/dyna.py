@@ -19,9 +19,7 @@ order of the planning updates.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,10 +27,8 @@ from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from reverie.agents.registry import AGENTS
+from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
 
 
 @dataclass
@@ -205,23 +201,14 @@ class DynaQ:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent to one safetensors file, atomically (a temporary name, then a rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {"agent": self.registry_name, "config": json.dumps(asdict(self.config)), "spaces": json.dumps([self.num_states, self.num_actions])}
-        partial = path.with_name(path.name + ".tmp")
-        save_file({name: np.ascontiguousarray(array) for name, array in self.state_dict().items()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
-        return path
+        spaces = [self.num_states, self.num_actions]
+        return write_checkpoint(path, self.registry_name, self.state_dict(), config=asdict(self.config), spaces=spaces)
 
     @classmethod
     def load(cls, path: str | Path) -> "DynaQ":
-        with safe_open(str(path), framework="numpy") as checkpoint:
-            metadata = checkpoint.metadata() or {}
-            arrays = {name: checkpoint.get_tensor(name) for name in checkpoint.keys()}
-        if metadata.get("agent") != cls.registry_name:
-            raise ValueError(f"{path}: a checkpoint of agent {metadata.get('agent')!r}, not {cls.registry_name!r}")
-        num_states, num_actions = json.loads(metadata["spaces"])
-        agent = cls(cls.config_class(**json.loads(metadata["config"])), gym.spaces.Discrete(num_states), gym.spaces.Discrete(num_actions))
+        arrays, fields = read_checkpoint(path, cls.registry_name)
+        num_states, num_actions = fields["spaces"]
+        agent = cls(cls.config_class(**fields["config"]), gym.spaces.Discrete(num_states), gym.spaces.Discrete(num_actions))
         agent.load_state_dict(arrays)
         return agent
 

@@ -28,8 +28,6 @@ paper used 500).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,13 +37,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 from einops import rearrange, repeat
-from safetensors import safe_open
-from safetensors.numpy import save_file
 from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS
+from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -271,25 +267,16 @@ class PETS:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, optimizer, data, random streams) to one safetensors file, atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
-        metadata = {"agent": self.registry_name, "config": json.dumps(asdict(self.config)), "spaces": json.dumps(spaces), "task": json.dumps(self.task_id)}
-        partial = path.with_name(path.name + ".tmp")
-        save_file({name: np.ascontiguousarray(array) for name, array in self.state_dict().items()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
-        return path
+        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
+        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
 
     @classmethod
     def load(cls, path: str | Path) -> "PETS":
-        with safe_open(str(path), framework="numpy") as checkpoint:
-            metadata = checkpoint.metadata() or {}
-            arrays = {name: checkpoint.get_tensor(name) for name in checkpoint.keys()}
-        if metadata.get("agent") != cls.registry_name:
-            raise ValueError(f"{path}: a checkpoint of agent {metadata.get('agent')!r}, not {cls.registry_name!r}")
-        spaces = json.loads(metadata["spaces"])
+        arrays, fields = read_checkpoint(path, cls.registry_name)
+        spaces = fields["spaces"]
         observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
         action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
-        agent = cls(cls.config_class(**json.loads(metadata["config"])), observation_space, action_space, task=json.loads(metadata["task"]))
+        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
         agent.load_state_dict(arrays)
         return agent

@@ -1,4 +1,8 @@
-"""The agent registry, and loading any agent's checkpoint by the name written in it.
+"""The agent registry, agent checkpoint files, and loading any agent's checkpoint by the name
+written in it.
+
+A checkpoint is one safetensors file: the agent's arrays, and metadata holding its registered name
+and JSON fields (its config, its spaces, ...). It is written to a temporary name and renamed.
 
 An agent module exposes a dataclass config and a class registered here by name, with
 `cls(config, observation_space, action_space)`, `train(env, episodes=..., steps=...)`,
@@ -8,9 +12,13 @@ the first time its name is asked for, so `reverie list` stays cheap.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
+import numpy as np
 from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from reverie.registry import Registry
 
@@ -23,6 +31,27 @@ AGENTS: Registry[type] = Registry(
         "pets": "reverie.agents.pets",
     },
 )
+
+
+def write_checkpoint(path: str | Path, agent_name: str, arrays: dict[str, np.ndarray], **fields) -> Path:
+    """Write `arrays` and the JSON `fields` as agent `agent_name`'s checkpoint, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"agent": agent_name} | {name: json.dumps(value) for name, value in fields.items()}
+    partial = path.with_name(path.name + ".tmp")
+    save_file({name: np.ascontiguousarray(array) for name, array in arrays.items()}, str(partial), metadata=metadata)
+    os.replace(partial, path)
+    return path
+
+
+def read_checkpoint(path: str | Path, agent_name: str) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, JSON fields) of a checkpoint, which must have been written by agent `agent_name`."""
+    with safe_open(str(path), framework="numpy") as checkpoint:
+        metadata = checkpoint.metadata() or {}
+        arrays = {name: checkpoint.get_tensor(name) for name in checkpoint.keys()}
+    if metadata.get("agent") != agent_name:
+        raise ValueError(f"{path}: a checkpoint of agent {metadata.get('agent')!r}, not {agent_name!r}")
+    return arrays, {name: json.loads(value) for name, value in metadata.items() if name != "agent"}
 
 
 def checkpoint_agent_name(path: str | Path) -> str:
