@@ -1,7 +1,8 @@
 """Planning speed of V-JEPA 2-AC: time per planned action, encoder and predictor throughput.
 
 Builds the quickstart's models (configs/quickstart/vjepa.yaml under configs/quickstart/vjepa_ac.yaml,
-64 px Reacher frames, 2-d actions) with fresh weights -- speed does not depend on them -- or loads
+64 px Reacher frames, 2-d actions and states) with fresh weights -- speed does not depend on them;
+the feature and action statistics come from one batch of random inputs -- or loads
 a saved `vjepa_ac` folder with `--model`, and measures on each device at hand (CPU, and CUDA
 when there is a GPU):
 
@@ -40,7 +41,7 @@ from reverie.quickstart import SCALES
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = ROOT / "configs" / "quickstart"
-ACTION_LOW, ACTION_HIGH = -1.0, 1.0  # Reacher-v5's torques
+ACTION_LOW, ACTION_HIGH = -0.25, 0.25  # reverie/ReacherJoints-v0's joint-angle steps (rad)
 
 
 def quickstart_model() -> torch.nn.Module:
@@ -49,7 +50,14 @@ def quickstart_model() -> torch.nn.Module:
     predictor = OmegaConf.to_container(OmegaConf.load(CONFIGS / "vjepa_ac.yaml").model)
     encoder.pop("name"), predictor.pop("name"), predictor.pop("encoder_folder")
     vjepa_ac = MODELS.get("vjepa_ac")
-    return vjepa_ac(vjepa_ac.config_class(encoder=encoder, **predictor)).eval()
+    model = vjepa_ac(vjepa_ac.config_class(encoder=encoder, **predictor))
+    size, generator = encoder["image_size"], torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 4, 3, size, size, generator=generator)
+    actions = (torch.rand(2, 4, predictor["action_dim"], generator=generator) - 0.5) * 2 * ACTION_HIGH
+    states = torch.randn(2, 4, predictor["state_dim"], generator=generator) if predictor["state_dim"] else None
+    with torch.no_grad():
+        model.feature_losses(model.encode(frames), actions, states)  # training mode: the standardisers take in statistics
+    return model.eval()
 
 
 def timed(function, repeats: int, device: torch.device) -> float:
@@ -73,7 +81,8 @@ def encoder_throughput(model, size: int, device: torch.device, batch: int) -> fl
 def predictor_throughput(model, size: int, device: torch.device, candidates: int, horizon: int) -> float:
     context = model.encode(torch.rand(1, 1, 3, size, size, device=device))[0]  # (1, N_tok, D)
     actions = torch.rand(candidates, horizon, model.config.action_dim, device=device) * 2 - 1
-    return candidates * horizon / timed(lambda: model.rollout(context, actions), 5, device)
+    states = torch.zeros(1, model.config.state_dim, device=device) if model.config.state_dim else None  # (T0, S)
+    return candidates * horizon / timed(lambda: model.rollout(context, actions, states=states), 5, device)
 
 
 def seconds_per_action(model, size: int, device: torch.device, horizon: int, samples: int, iterations: int, steps: int = 10) -> float:

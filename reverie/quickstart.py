@@ -1,7 +1,10 @@
 """`make quickstart`: the V-JEPA 2 / V-JEPA 2-AC recipe (Assran et al. 2025) at laptop scale, end to end.
 
-On MuJoCo's Reacher-v5 (a 2-link arm, 2-d torques), each stage one `reverie` command in its own
-process, as a user would type it (MuJoCo's off-screen renderer wants one env per process):
+On `reverie/ReacherJoints-v0`: MuJoCo's Reacher arm (2 links) under a joint-position controller,
+whose actions are joint-angle steps and whose observation is the arm's two joint angles, as
+V-JEPA 2-AC's arm takes end-effector steps and reports its pose (`reverie.pipelines.reacher_joints`).
+Each stage is one `reverie` command in its own process, as a user would type it (MuJoCo's
+off-screen renderer wants one env per process):
 
 1. record: episodes with actions, from random and noisy scripted policies (`reverie record`);
 2. video: some episodes written as plain mp4 files without actions and ingested like any
@@ -35,7 +38,8 @@ from rich.console import Console
 
 from reverie.quickstart_report import write_report, write_unlabeled_videos
 
-ENV_ID = "Reacher-v5"
+ENV_ID = "reverie/ReacherJoints-v0"
+FPS = 10  # the env's control rate: one frame per action
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "quickstart"
 console = Console(stderr=True)
 
@@ -120,7 +124,7 @@ def stages(out: Path, scale: Scale) -> list[Stage]:
             "video",
             [
                 lambda: write_unlabeled_videos(sorted(episodes.glob("*/shards/*.tar")), out / "videos", scale.video_episodes),
-                reverie("ingest", out / "videos", "--out", out / "video", "--clip-frames", 8, "--fps", 50, "--size", scale.size,
+                reverie("ingest", out / "videos", "--out", out / "video", "--clip-frames", 8, "--fps", FPS, "--size", scale.size,
                         "--min-duration", 0, "--no-dedup", "--no-scene-cuts", "--workers", 2),
             ],
             [out / "video" / "done"],

@@ -7,6 +7,7 @@ import os
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 
 
 def _register_for(env_id: str) -> None:
@@ -16,6 +17,8 @@ def _register_for(env_id: str) -> None:
         gym.register_envs(ale_py)
     if "pusht" in env_id.lower():
         import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+    if env_id.startswith("reverie/ReacherJoints"):
+        import reverie.pipelines.reacher_joints  # noqa: F401  (registers reverie/ReacherJoints-v0)
 
 
 class ForgetLastActionOnReset(gym.Wrapper):
@@ -54,6 +57,14 @@ def _pinned_camera(env: gym.Env) -> dict:
     return pose | dict(renderer.default_cam_config or {})
 
 
+def _is_mujoco(env_id: str) -> bool:
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+    entry_point = gym.spec(env_id).entry_point
+    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    return isinstance(creator, type) and issubclass(creator, MujocoEnv)
+
+
 def make_env(env_id: str, size: int | None = None, **kwargs) -> gym.Env:
     """`gym.make(env_id, render_mode="rgb_array")`. MuJoCo envs render off-screen at `size` x `size`
     from a pinned camera (the env's own, or the one `CAMERAS` names), so a frame depends only on the
@@ -63,7 +74,7 @@ def make_env(env_id: str, size: int | None = None, **kwargs) -> gym.Env:
     _register_for(env_id)
     if "pusht" in env_id.lower():
         return ForgetLastActionOnReset(gym.make(env_id, render_mode="rgb_array", **kwargs))
-    if "mujoco" not in str(gym.spec(env_id).entry_point):
+    if not _is_mujoco(env_id):
         return gym.make(env_id, render_mode="rgb_array", **kwargs)
     kwargs = {"width": size, "height": size, **kwargs} if size else kwargs
     if "default_camera_config" not in kwargs and _chosen_camera(env_id):

@@ -56,6 +56,23 @@ def reacher(env, rng: np.random.Generator) -> Policy:
     return act
 
 
+@SCRIPTED.register("ReacherJoints")
+def reacher_joints(env, rng: np.random.Generator) -> Policy:
+    """Step the joint angles (the observation) toward an inverse-kinematics pose on the target, read
+    from the simulator, with the elbow branch drawn per episode; up to the env's largest step, with noise."""
+    from reverie.posttrain.goals import reacher_arm_angles
+
+    largest = float(env.action_space.high[0])
+    elbow_sign = rng.choice([-1.0, 1.0])
+
+    def act(angles):
+        target = reacher_arm_angles(env.unwrapped.data.body("target").xpos[:2], elbow_sign)
+        step = (target - np.asarray(angles) + np.pi) % (2 * np.pi) - np.pi
+        return np.clip(0.5 * step + rng.normal(0, 0.3 * largest, 2), -largest, largest).astype(np.float32)
+
+    return act
+
+
 @SCRIPTED.register("PushT")
 def pusht(env, rng: np.random.Generator) -> Policy:
     """Move the agent to a point just behind the block, on the far side from the goal, then through it."""
@@ -74,7 +91,9 @@ def pusht(env, rng: np.random.Generator) -> Policy:
 
 
 def scripted_for(env_id: str) -> Callable:
-    for name in SCRIPTED:
+    """The scripted policy whose name is in `env_id`; the longest such name wins (ReacherJoints
+    over Reacher)."""
+    for name in sorted(SCRIPTED, key=len, reverse=True):
         if name.lower() in env_id.lower():
             return SCRIPTED.get(name)
     raise KeyError(f"no scripted policy for {env_id}; scripted envs: {', '.join(SCRIPTED)} (or use --policy random)")

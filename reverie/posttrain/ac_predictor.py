@@ -39,6 +39,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from reverie.nn.model_folder import MODELS, load_model_folder
+from reverie.nn.running_standardizer import RunningStandardizer
 from reverie.posttrain.ac_transformer import ACPredictor, Block, expand_cache, first_frames_of
 from reverie.posttrain.lora import add_lora
 
@@ -59,6 +60,8 @@ class VJEPAACConfig:
     mlp_ratio: float = 4.0
     max_frames: int = 16
     normalize_features: bool = True  # layer-norm encoder features (inputs and targets) and predictions
+    standardize_features: bool = False  # then z-score each token's features with the training data's statistics
+    standardize_actions: bool = False  # z-score actions with the training data's statistics before embedding them
     rollout_steps: int = 2  # K of the rollout loss; 0 turns it off
     rollout_weight: float = 1.0
     state_update: str = "integrate"  # imagined states: integrate (s + a, delta actions) | hold (last known)
@@ -216,7 +219,11 @@ class VJEPAAC(nn.Module):
             heads=config.heads,
             mlp_ratio=config.mlp_ratio,
             max_frames=config.max_frames,
-            normalize_output=config.normalize_features,
+            normalize_output=config.normalize_features and not config.standardize_features,
+            standardize_actions=config.standardize_actions,
+        )
+        self.feature_statistics = (
+            RunningStandardizer((self.predictor.tokens_per_frame, self.encoder.feature_dim)) if config.standardize_features else None
         )
         if init_state is not None:
             self.load_state_dict(init_state)
@@ -241,8 +248,10 @@ class VJEPAAC(nn.Module):
 
     @torch.no_grad()
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 3, H, W) in [0, 1] -> features (B, T, N, D), layer-normed with `normalize_features`."""
-        return self.encoder.encode_frames(frames, normalize_features=self.config.normalize_features)
+        """frames (B, T, 3, H, W) in [0, 1] -> features (B, T, N, D), layer-normed with `normalize_features`
+        and then standardised with `standardize_features` (in training, the statistics take them in)."""
+        features = self.encoder.encode_frames(frames, normalize_features=self.config.normalize_features)
+        return features if self.feature_statistics is None else self.feature_statistics(features)
 
     def encode_goal(self, frame: torch.Tensor) -> torch.Tensor:
         """A goal frame (3, H, W) in [0, 1] -> its features (N, D)."""

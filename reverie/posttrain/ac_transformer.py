@@ -23,6 +23,7 @@ from einops import rearrange
 from torch import nn
 
 from reverie.nn.attention_masks import block_causal_mask
+from reverie.nn.running_standardizer import RunningStandardizer
 
 KeyValues = tuple[torch.Tensor, torch.Tensor]
 
@@ -79,11 +80,14 @@ class ACPredictor(nn.Module):
         mlp_ratio: float,
         max_frames: int,
         normalize_output: bool = True,
+        standardize_actions: bool = False,
     ):
         super().__init__()
         self.tokens_per_frame, self.max_frames, self.normalize_output = tokens_per_frame, max_frames, normalize_output
         self.feature_in = nn.Linear(feature_dim, width)
         self.action_in = nn.Linear(action_dim, width)
+        # actions in units of their spread in the training data, whatever units the robot uses
+        self.action_statistics = RunningStandardizer((action_dim,)) if standardize_actions else None
         self.state_in = nn.Linear(state_dim, width) if state_dim else None
         self.conditioning_tokens = 1 + int(state_dim > 0)
         self.slot_embedding = nn.Parameter(0.02 * torch.randn(self.frame_tokens, width))
@@ -109,6 +113,8 @@ class ACPredictor(nn.Module):
         frames = features.shape[1]
         if first_frame + frames > self.max_frames:
             raise ValueError(f"{first_frame + frames} frames exceed the predictor's max_frames={self.max_frames}")
+        if self.action_statistics is not None:
+            actions = self.action_statistics(actions)
         parts = [self.action_in(actions)[:, :, None]]
         if states is not None:
             parts.append(self.state_in(states)[:, :, None])

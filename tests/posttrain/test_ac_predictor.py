@@ -127,6 +127,24 @@ def test_model_folder_round_trip_needs_no_encoder_folder(tmp_path, encoder_folde
     assert torch.equal(loaded.encode(frames), model.encode(frames))
 
 
+def test_standardized_features_and_actions_use_the_training_statistics(tmp_path, encoder_folder):
+    model = post_trained(encoder_folder, standardize_features=True, standardize_actions=True)
+    train_steps(model, 3)
+    statistics, action_statistics = model.feature_statistics, model.predictor.action_statistics
+    assert statistics.count == 3 * 2 * 4 and action_statistics.count > 0  # every training frame, every batch
+    model.eval()
+    frames = torch.cat([episode_batch(seed=step)["frames"] for step in range(3)])
+    features = model.encode(frames)  # (6, 4, N, D), the frames the statistics were taken over
+    flat = features.flatten(0, 1)
+    torch.testing.assert_close(flat.mean(0), torch.zeros_like(flat[0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(flat.std(0, unbiased=False), torch.ones_like(flat[0]), atol=1e-3, rtol=0)
+    assert torch.equal(model.encode(frames), features)  # evaluation leaves the statistics alone
+    folder = save_model_folder(model, tmp_path / "vjepa_ac")
+    loaded = load_model_folder(folder)
+    inputs = planning_inputs(model)
+    assert torch.equal(loaded.encode(frames), features) and torch.equal(loaded.rollout(**inputs), model.rollout(**inputs))
+
+
 def test_lora_fine_tuning_trains_only_adapters(tmp_path, encoder_folder):
     base = post_trained(encoder_folder).eval()
     base_folder = save_model_folder(base, tmp_path / "post_trained")
