@@ -10,7 +10,8 @@ pose is the current one plus the action, and a PD loop tracks it at every physic
 
 for `FRAME_SKIP` substeps of 0.01 s: 10 control steps per second. The gains put the arm's
 response near critical damping, so after a step the arm rests close to the commanded pose and
-the frame shows nearly all of the state. The observation is the arm's proprioception, its two
+the frame shows nearly all of the state. The arm is drawn thicker than Reacher's, so that a small
+camera frame sees its pose change smoothly as the joints turn (its dynamics are Reacher's). The observation is the arm's proprioception, its two
 joint angles (rad), as a robot knows its own pose: the pose after a step is close to the pose
 before it plus the action, V-JEPA 2-AC's state update. The target is seen only in the frames
 (and read from the simulator by the scripted recording policy). The reward is Reacher-v5's:
@@ -27,6 +28,7 @@ ENV_ID = "reverie/ReacherJoints-v0"
 MAX_JOINT_STEP = 0.25  # rad per control step
 FRAME_SKIP = 10  # physics steps of 0.01 s per control step
 KP, KD = 8.0, 0.35  # ctrl per rad of pose error, per rad/s of joint speed
+DRAWN_ARM_RADIUS = 0.025  # m: links and fingertip drawn 2.5x Reacher's 0.01, about 6 px wide in a 64 px frame
 EPISODE_STEPS = 50
 
 
@@ -37,6 +39,8 @@ class ReacherJointsEnv(ReacherEnv):
         super().__init__(frame_skip=FRAME_SKIP, **kwargs)
         self.action_space = gym.spaces.Box(-MAX_JOINT_STEP, MAX_JOINT_STEP, shape=(2,), dtype=np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float64)
+        for name in ("link0", "link1", "fingertip"):  # drawing only: masses and inertias were fixed when the model compiled
+            self.model.geom(name).size[0] = DRAWN_ARM_RADIUS
 
     def _get_obs(self) -> np.ndarray:
         return self.data.qpos[:2].copy()  # (2,) shoulder and elbow angles, rad
