@@ -29,6 +29,10 @@ AGENTS: Registry[type] = Registry(
         "dyna_q_plus": "reverie.agents.dyna",
         "prioritized_sweeping": "reverie.agents.prioritized_sweeping",
         "pets": "reverie.agents.pets",
+        "mbpo": "reverie.agents.mbpo",
+        "pilco": "reverie.agents.pilco",
+        "svg": "reverie.agents.svg",
+        "mbmf": "reverie.agents.mbmf",
     },
 )
 

@@ -1,0 +1,419 @@
+"""SVG: stochastic value gradients, SVG(1) with experience replay and SVG(inf).
+
+[6] Heess et al. 2015, "Learning Continuous Control Policies by Stochastic Value Gradients",
+NeurIPS. Both the dynamics model and the policy are reparameterised: their randomness is an input
+noise drawn from a fixed distribution, so a value can be differentiated through them:
+
+    s' = f(s, a, xi)  = s + mu(s, a) + sigma(s, a) * xi,   xi ~ N(0, I)     (learned by likelihood)
+    a  = pi(s, eta)   = centre + half_range * tanh(m(s) + std(s) * eta),   eta ~ N(0, I)
+
+The model is the shared Gaussian network of `reverie.agents.ensemble` (one member by default,
+trained on replay by its NLL, eq. 2 of PETS); the reward r(s, a) is the task's known function
+(`reverie.agents.envs.MODEL_TASKS`). Given a real transition (s, a, s'), the noises that explain it
+are inferred: eta = (atanh((a - centre) / half_range) - m(s)) / std(s) and
+xi = (s' - s - mu(s, a)) / sigma(s, a). The value gradients are then taken along the real data:
+every state and action keeps its observed value, and only the derivatives come from the model and
+the policy (`at_data`), which is the paper's stochastic value-gradient recursion
+
+    v_s = r_s + r_a pi_s + gamma v'_s (f_s + f_a pi_s)
+    v_theta = r_a pi_theta + gamma (v'_s f_a pi_theta + v'_theta)
+
+computed by backpropagation.
+
+- `variant="svg_inf"` (Alg. 1): on-policy. After each episode the model is trained on replay, the
+  noises of the whole real trajectory are inferred and the policy ascends the gradient of the
+  discounted return sum_t gamma^t r(s_t, a_t), unrolled through the model from s_0 (the recursion
+  above with no value function). `updates_per_episode` > 1 repeats the step on the same trajectory
+  (1 is the paper's).
+- `variant="svg_1"` (Alg. 2, SVG(1)-ER): off-policy. Each real step stores (s, a, r, s') and the
+  behaviour log-density of a; then the model, a value function V(s) and the policy each take a
+  gradient step on a replayed minibatch. V is fitted by importance-weighted TD(0) toward
+  r + gamma V_target(s') (fitted policy evaluation, with a Polyak-averaged target); the policy
+  ascends w * [r(s, pi(s, eta)) + gamma V(f(s, pi(s, eta), xi))] with the weight
+  w = min(pi_theta(a|s) / pi_k(a|s), max_weight), truncated to bound the variance of old data.
+
+The log-densities are those of the pre-squash Gaussian; tanh's Jacobian is the same under both
+policies and cancels in w. An optional `entropy_weight` adds the pre-squash entropy to the policy's
+objective (0 by default, as in the paper).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
+from reverie.agents.envs import ModelTask, model_task
+from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.replay import ReplayBuffer
+
+VARIANTS = ("svg_1", "svg_inf")
+LOG_STD_BOUNDS = (-5.0, 1.0)  # of the policy's pre-squash Gaussian
+
+
+@dataclass
+class SVGConfig:
+    variant: str = "svg_1"  # "svg_1" (SVG(1)-ER, Alg. 2) or "svg_inf" (Alg. 1)
+    discount: float = 0.98  # gamma
+    hidden: int = 128  # policy and value networks
+    layers: int = 2
+    model_hidden: int = 128
+    model_layers: int = 2
+    members: int = 1  # model ensemble size; gradients average over members
+    policy_lr: float = 3e-4
+    value_lr: float = 1e-3
+    model_lr: float = 1e-3
+    batch_size: int = 64
+    model_updates: int = 1  # model gradient steps per real step
+    learning_starts: int = 1000  # real steps before any update (their data set the model's normaliser)
+    max_weight: float = 5.0  # importance weights are truncated here (SVG(1))
+    target_tau: float = 0.005  # Polyak step of V's target network (SVG(1))
+    updates_per_episode: int = 1  # policy steps on each trajectory (SVG(inf))
+    grad_clip: float = 10.0  # max gradient norm of a policy step
+    entropy_weight: float = 0.0
+    replay_capacity: int = 100_000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"SVG variant {self.variant!r} is not one of {VARIANTS}")
+
+
+def mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
+    widths = [inputs] + [hidden] * layers
+    blocks = [module for a, b in zip(widths[:-1], widths[1:]) for module in (nn.Linear(a, b), nn.SiLU())]
+    return nn.Sequential(*blocks, nn.Linear(widths[-1], outputs))
+
+
+def at_data(value: Tensor, data: Tensor) -> Tensor:
+    """`data` in the forward pass, the derivatives of `value` in the backward one: gradients are
+    taken along the real trajectory, where the model and policy reproduce it by inferred noise."""
+    return data + (value - value.detach())
+
+
+class SquashedGaussianPolicy(nn.Module):
+    """a = centre + half_range * tanh(m(s) + std(s) * eta), eta ~ N(0, I), for actions in [low, high]."""
+
+    def __init__(self, observation_dim: int, low: Tensor, high: Tensor, hidden: int, layers: int):
+        super().__init__()
+        self.net = mlp(observation_dim, 2 * len(low), hidden, layers)
+        self.register_buffer("centre", (high + low) / 2)
+        self.register_buffer("half_range", (high - low) / 2)
+
+    def forward(self, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Pre-squash (mean, log_std), each (..., A)."""
+        mean, raw = self.net(states).chunk(2, dim=-1)
+        low, high = LOG_STD_BOUNDS
+        return mean, low + (high - low) * torch.sigmoid(raw)
+
+    def act(self, states: Tensor, noise: Tensor) -> Tensor:
+        mean, log_std = self(states)
+        return self.centre + self.half_range * torch.tanh(mean + log_std.exp() * noise)
+
+    def pre_squash(self, actions: Tensor) -> Tensor:
+        return torch.atanh(((actions - self.centre) / self.half_range).clamp(-1 + 1e-6, 1 - 1e-6))
+
+    def infer_noise(self, states: Tensor, actions: Tensor) -> Tensor:
+        """eta (..., A) with act(states, eta) == actions."""
+        mean, log_std = self(states)
+        return (self.pre_squash(actions) - mean) / log_std.exp()
+
+    def log_prob(self, states: Tensor, actions: Tensor) -> Tensor:
+        """(...) log-density of the pre-squash Gaussian at `actions` (tanh's Jacobian left out)."""
+        mean, log_std = self(states)
+        z = (self.pre_squash(actions) - mean) / log_std.exp()
+        return (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def infer_model_noise(model: ProbabilisticEnsemble, inputs: Tensor, deltas: Tensor) -> Tensor:
+    """xi (E, B, D) that makes each member's sample equal the observed `deltas` (B, D) = s' - s,
+    from model `inputs` (B, F)."""
+    mean, logvar = model(inputs.expand(model.members, *inputs.shape))
+    return ((deltas - model.target_mean) / model.target_std - mean) * (-0.5 * logvar).exp()
+
+
+def model_step(model: ProbabilisticEnsemble, task: ModelTask, states: Tensor, actions: Tensor, noise: Tensor) -> Tensor:
+    """f(s, a, xi): next states (E, B, D) of `states` (B, D) or (E, B, D), one per member, under
+    `actions` (B, A) or (E, B, A) and noise (E, B, D)."""
+    inputs = torch.cat([task.model_input(states), actions], dim=-1)
+    mean, logvar = model(inputs.expand(model.members, *inputs.shape[-2:]))
+    return states + (mean + (0.5 * logvar).exp() * noise) * model.target_std + model.target_mean
+
+
+def _box(space: gym.Space, what: str) -> gym.spaces.Box:
+    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+        raise TypeError(f"SVG needs a flat Box {what} space, got {space}")
+    return space
+
+
+@AGENTS.register("svg")
+class SVG:
+    """SVG(1)-ER or SVG(inf) (`config.variant`) for a flat continuous task with a known reward."""
+
+    registry_name = "svg"
+    config_class = SVGConfig
+
+    def __init__(self, config: SVGConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
+        self.config = config
+        self.observation_dim = _box(observation_space, "observation").shape[0]
+        action_space = _box(action_space, "action")
+        self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
+        self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
+        self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)
+        self.behaviour_log_prob = np.zeros(config.replay_capacity, np.float32)  # beside replay row i
+        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("act", "replay"))}
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed)
+            self.policy = SquashedGaussianPolicy(self.observation_dim, self.low, self.high, config.hidden, config.layers)
+            self.value = mlp(self.observation_dim, 1, config.hidden, config.layers)
+        self.target_value = copy.deepcopy(self.value).requires_grad_(False)
+        self.optimizers = {
+            "policy": torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr),
+            "value": torch.optim.Adam(self.value.parameters(), lr=config.value_lr),
+        }
+        self.task_id: str | None = None
+        self.model: ProbabilisticEnsemble | None = None
+        self.episodes = 0
+        self.total_steps = 0
+        self.updates = 0  # policy gradient steps
+        self.model_steps = 0
+        self.episode_model_losses: list[float] = []
+        if task is not None:
+            self.set_task(task)
+
+    def set_task(self, task_id: str) -> None:
+        """Bind the task's known reward and build the dynamics model for its features."""
+        if self.task_id == task_id:
+            return
+        if self.task_id is not None:
+            raise ValueError(f"this SVG agent learns {self.task_id!r}, not {task_id!r}")
+        self.task_id, self.task = task_id, model_task(task_id)
+        features = self.task.model_input(torch.zeros(self.observation_dim)).shape[-1]
+        config = self.config
+        ensemble_config = EnsembleConfig(members=config.members, hidden=config.model_hidden, layers=config.model_layers, batch_size=config.batch_size)
+        with torch.random.fork_rng():
+            torch.manual_seed(config.seed + 1)
+            self.model = ProbabilisticEnsemble(features + len(self.low), self.observation_dim, ensemble_config)
+        self.optimizers["model"] = torch.optim.Adam(self.model.parameters(), lr=config.model_lr, weight_decay=ensemble_config.weight_decay)
+
+    # -- acting ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def act(self, observation: np.ndarray) -> tuple[np.ndarray, float]:
+        """(A,) an action drawn from the policy, and its behaviour log-density."""
+        state = torch.as_tensor(observation, dtype=torch.float32)
+        noise = torch.randn(len(self.low), generator=self.generators["act"])
+        action = self.policy.act(state, noise)
+        return action.numpy(), self.policy.log_prob(state, action).item()
+
+    # -- learning --------------------------------------------------------------------------------
+
+    def sample(self) -> dict[str, Tensor]:
+        rows = torch.randint(len(self.replay), (self.config.batch_size,), generator=self.generators["replay"]).numpy()
+        batch = {name: torch.as_tensor(array[rows]) for name, array in self.replay.arrays().items()}
+        batch["behaviour_log_prob"] = torch.as_tensor(self.behaviour_log_prob[rows])
+        return batch
+
+    def model_inputs(self, observations: Tensor, actions: Tensor) -> Tensor:
+        return torch.cat([self.task.model_input(observations), actions], dim=-1)
+
+    def update_model(self) -> float:
+        """One likelihood step of the dynamics model on a replayed minibatch (each member its own).
+        The first one fixes the model's normaliser to the statistics of the data then stored: a
+        normaliser moved later would shift every prediction at once."""
+        if self.model_steps == 0:
+            self.set_normaliser()
+        batches = [self.sample() for _ in range(self.model.members)]
+        inputs = torch.stack([self.model_inputs(batch["observations"], batch["actions"]) for batch in batches])
+        targets = torch.stack([batch["next_observations"] - batch["observations"] for batch in batches])
+        loss = self.model.loss(inputs, targets)
+        self.optimizers["model"].zero_grad()
+        loss.backward()
+        self.optimizers["model"].step()
+        self.model_steps += 1
+        self.episode_model_losses.append(loss.item() / self.model.members)
+        return loss.item()
+
+    @torch.no_grad()
+    def model_loss(self) -> float:
+        """The model's NLL (and bound term) on every stored transition, averaged over members."""
+        data = {name: torch.as_tensor(array) for name, array in self.replay.arrays().items()}
+        inputs = self.model_inputs(data["observations"], data["actions"])
+        loss = self.model.loss(inputs.expand(self.model.members, *inputs.shape), data["next_observations"] - data["observations"])
+        return loss.item() / self.model.members
+
+    def set_normaliser(self) -> None:
+        """Normalise the model's inputs and targets with the statistics of all stored data."""
+        data = {name: torch.as_tensor(array) for name, array in self.replay.arrays().items()}
+        self.model.set_normaliser(self.model_inputs(data["observations"], data["actions"]), data["next_observations"] - data["observations"])
+
+    def policy_step(self, objective: Tensor, log_std: Tensor) -> None:
+        """Ascend `objective` (plus the entropy bonus) by one clipped Adam step of the policy."""
+        loss = -(objective + self.config.entropy_weight * log_std.sum(-1).mean())
+        self.optimizers["policy"].zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        self.optimizers["policy"].step()
+        self.updates += 1
+
+    def svg_1_update(self) -> None:
+        """Alg. 2: importance-weighted TD step of V, then the one-step value gradient of the policy."""
+        config, batch = self.config, self.sample()
+        states, actions, next_states = batch["observations"], batch["actions"], batch["next_observations"]
+        continues = config.discount * (~batch["terminated"]).float()
+        with torch.no_grad():
+            weights = (self.policy.log_prob(states, actions) - batch["behaviour_log_prob"]).exp().clamp(max=config.max_weight)
+            td_targets = batch["rewards"] + continues * self.target_value(next_states).squeeze(-1)
+            policy_noise = self.policy.infer_noise(states, actions)
+            model_noise = infer_model_noise(self.model, self.model_inputs(states, actions), next_states - states)
+        value_loss = (weights * (self.value(states).squeeze(-1) - td_targets) ** 2).mean()
+        self.optimizers["value"].zero_grad()
+        value_loss.backward()
+        self.optimizers["value"].step()
+        with torch.no_grad():
+            for target, online in zip(self.target_value.parameters(), self.value.parameters()):
+                target.lerp_(online, config.target_tau)
+
+        policy_actions = at_data(self.policy.act(states, policy_noise), actions)
+        predicted = at_data(model_step(self.model, self.task, states, policy_actions, model_noise), next_states)  # (E, B, D)
+        self.value.requires_grad_(False)
+        returns = self.task.reward_fn(states, policy_actions, predicted) + continues * self.value(predicted).squeeze(-1)  # (E, B)
+        self.value.requires_grad_(True)
+        self.policy_step((weights * returns).mean(), self.policy(states)[1])
+
+    def svg_inf_update(self, trajectory: dict[str, Tensor]) -> None:
+        """Alg. 1: backpropagate the real trajectory's discounted return through model and policy."""
+        states, actions, next_states = trajectory["observations"], trajectory["actions"], trajectory["next_observations"]
+        with torch.no_grad():
+            policy_noise = self.policy.infer_noise(states, actions)  # (T, A)
+            model_noise = infer_model_noise(self.model, self.model_inputs(states, actions), next_states - states)  # (E, T, D)
+        state = states[:1].expand(self.model.members, 1, -1)  # (E, 1, D), each member its own
+        total, discount = 0.0, 1.0
+        for step in range(len(states)):
+            action = at_data(self.policy.act(state, policy_noise[step]), actions[step])
+            next_state = at_data(model_step(self.model, self.task, state, action, model_noise[:, step : step + 1]), next_states[step])
+            total = total + discount * self.task.reward_fn(state, action, next_state)  # (E, 1)
+            discount *= self.config.discount
+            state = next_state
+        self.policy_step(total.mean() / len(states), self.policy(states)[1])
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def train(
+        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
+    ) -> list[dict]:
+        """Run episodes until `episodes` episodes or `steps` real steps in all (counting any before a
+        resume). Episode i is reset with seed `config.seed + i`. SVG(1) updates after every real
+        step, SVG(inf) after every episode. Returns one row per episode: episode, return, steps,
+        total_steps, backups (policy gradient steps), model_steps, model_loss (the mean NLL of the
+        episode's model steps, on their minibatches), seconds; `on_episode` gets each as it ends."""
+        if episodes is None and steps is None:
+            raise ValueError("train needs a budget: episodes or steps")
+        self.set_task(env.spec.id)
+        config, rows = self.config, []
+        while episodes is None or self.episodes < episodes:
+            started = time.perf_counter()
+            observation, _ = env.reset(seed=config.seed + self.episodes)
+            first_row, episode_return, episode_steps, done = self.replay.added, 0.0, 0, False
+            self.episode_model_losses = []
+            while not done:
+                if steps is not None and self.total_steps >= steps:
+                    return rows
+                action, log_prob = self.act(observation)
+                next_observation, reward, terminated, truncated, _ = env.step(action)
+                self.behaviour_log_prob[self.replay.added % config.replay_capacity] = log_prob
+                self.replay.add(observation, action, float(reward), next_observation, bool(terminated))
+                self.total_steps += 1
+                episode_return += float(reward)
+                episode_steps += 1
+                observation, done = next_observation, terminated or truncated
+                if config.variant == "svg_1" and self.total_steps >= config.learning_starts:
+                    self.learn_step()
+            self.episodes += 1
+            if config.variant == "svg_inf" and self.total_steps >= config.learning_starts:
+                self.learn_episode(first_row, episode_steps)
+            row = {
+                "episode": self.episodes, "return": episode_return, "steps": episode_steps, "total_steps": self.total_steps,
+                "backups": self.updates, "model_steps": self.model_steps,
+                "model_loss": float(np.mean(self.episode_model_losses)) if self.episode_model_losses else float("nan"),
+                "seconds": time.perf_counter() - started,
+            }
+            rows.append(row)
+            if on_episode is not None:
+                on_episode(row)
+        return rows
+
+    def learn_step(self) -> None:
+        """SVG(1): model, value and policy steps after one real step."""
+        for _ in range(self.config.model_updates):
+            self.update_model()
+        self.svg_1_update()
+
+    def learn_episode(self, first_row: int, length: int) -> None:
+        """SVG(inf): model steps for the episode's real steps, then the trajectory's policy steps."""
+        for _ in range(self.config.model_updates * length):
+            self.update_model()
+        rows = np.arange(first_row, first_row + length) % self.config.replay_capacity
+        trajectory = {name: torch.as_tensor(array[rows]) for name, array in self.replay.arrays().items()}
+        for _ in range(self.config.updates_per_episode):
+            self.svg_inf_update(trajectory)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def modules(self) -> dict[str, nn.Module]:
+        found = {"policy": self.policy, "value": self.value, "target_value": self.target_value}
+        return found | ({"model": self.model} if self.model is not None else {})
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        arrays = {f"generator.{name}": generator.get_state().numpy() for name, generator in self.generators.items()}
+        arrays["counters"] = np.array([self.episodes, self.total_steps, self.updates, self.model_steps], np.int64)
+        arrays.update(self.replay.state_dict())
+        arrays["behaviour_log_prob"] = self.behaviour_log_prob[: len(self.replay)]
+        for prefix, module in self.modules().items():
+            arrays.update({f"{prefix}.{name}": value.detach().numpy() for name, value in module.state_dict().items()})
+        for prefix, optimizer in self.optimizers.items():
+            for index, state in optimizer.state_dict()["state"].items():
+                arrays.update({f"adam.{prefix}.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+        return arrays
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, generator in self.generators.items():
+            generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+        self.episodes, self.total_steps, self.updates, self.model_steps = arrays["counters"].tolist()
+        self.replay.load_state_dict(arrays)
+        self.behaviour_log_prob[: len(arrays["behaviour_log_prob"])] = arrays["behaviour_log_prob"]
+        for prefix, module in self.modules().items():
+            start = f"{prefix}."
+            module.load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
+        for prefix, optimizer in self.optimizers.items():
+            optimizer_state = optimizer.state_dict()
+            for name, value in arrays.items():
+                if name.startswith(f"adam.{prefix}."):
+                    index, key = name.split(".")[2:]
+                    optimizer_state["state"].setdefault(int(index), {})[key] = torch.from_numpy(value)
+            optimizer.load_state_dict(optimizer_state)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent (networks, optimizers, data, random streams) to one safetensors file, atomically."""
+        spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
+        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
+        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SVG":
+        arrays, fields = read_checkpoint(path, cls.registry_name)
+        spaces = fields["spaces"]
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
+        action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
+        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
+        agent.load_state_dict(arrays)
+        return agent

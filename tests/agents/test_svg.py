@@ -1,0 +1,162 @@
+"""SVG: Pendulum's known reward, noise inference that reproduces real data, the value gradient of
+SVG(inf) against finite differences, short training runs of both variants, exact checkpoints, and
+the `reverie agent svg` command."""
+
+from __future__ import annotations
+
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from reverie.agents.envs import model_task
+from reverie.agents.registry import load_agent
+from reverie.agents.svg import SVG, SVGConfig, at_data, infer_model_noise, model_step
+from reverie.cli.main import main
+
+PENDULUM = "Pendulum-v1"
+TINY = dict(hidden=16, layers=1, model_hidden=32, model_layers=2, batch_size=32, learning_starts=100)
+
+
+def make_agent(**changes) -> tuple[SVG, gym.Env]:
+    torch.set_num_threads(1)
+    env = gym.make(PENDULUM)
+    return SVG(SVGConfig(**{**TINY, **changes}), env.observation_space, env.action_space, task=PENDULUM), env
+
+
+def test_pendulum_reward_matches_the_environment():
+    env, task = gym.make(PENDULUM), model_task(PENDULUM)
+    observation, _ = env.reset(seed=0)
+    for action in np.linspace(-2, 2, 7, dtype=np.float32)[:, None]:
+        next_observation, reward, *_ = env.step(action)
+        predicted = task.reward_fn(torch.as_tensor(observation), torch.as_tensor(action), torch.as_tensor(next_observation))
+        assert predicted.item() == pytest.approx(reward, abs=1e-5)
+        observation = next_observation
+
+
+def test_inferred_noise_reproduces_actions_and_transitions():
+    agent, env = make_agent(members=3)
+    agent.train(env, episodes=1)
+    data = {name: torch.as_tensor(array) for name, array in agent.replay.arrays().items()}
+    states, actions, next_states = data["observations"], data["actions"], data["next_observations"]
+    with torch.no_grad():
+        policy_noise = agent.policy.infer_noise(states, actions)
+        torch.testing.assert_close(agent.policy.act(states, policy_noise), actions, atol=1e-4, rtol=0)
+        model_noise = infer_model_noise(agent.model, agent.model_inputs(states, actions), next_states - states)
+        assert model_noise.shape == (3, 200, 3)
+        replayed = model_step(agent.model, agent.task, states, actions, model_noise)
+    torch.testing.assert_close(replayed, next_states.expand(3, -1, -1), atol=1e-4, rtol=0)
+
+
+def test_at_data_keeps_values_and_passes_gradients():
+    parameter = torch.tensor(2.0, requires_grad=True)
+    value = at_data(parameter**2, torch.tensor(5.0))
+    value.backward()
+    assert value.item() == 5.0 and parameter.grad.item() == 4.0
+
+
+def test_svg_inf_gradient_is_the_derivative_of_the_model_return():
+    """On a trajectory the model generated itself, the backpropagated value gradient equals the
+    finite-difference derivative of the return of re-running model and policy with the same noise."""
+    agent, env = make_agent(variant="svg_inf")
+    agent.train(env, episodes=1)
+    generator = torch.Generator().manual_seed(0)
+    horizon, policy_noise, model_noise = 15, torch.randn(15, 1, generator=generator), torch.randn(1, 15, 3, generator=generator)
+
+    def model_return() -> tuple[torch.Tensor, dict]:
+        state, total, rows = torch.as_tensor(agent.replay.observations[:1]), 0.0, {"observations": [], "actions": [], "next_observations": []}
+        for step in range(horizon):
+            action = agent.policy.act(state, policy_noise[step])
+            next_state = model_step(agent.model, agent.task, state, action, model_noise[:, step : step + 1])[0]
+            total = total + agent.config.discount**step * agent.task.reward_fn(state, action, next_state)
+            for name, value in zip(rows, (state, action, next_state)):
+                rows[name].append(value[0].detach())
+            state = next_state
+        return total.sum() / horizon, {name: torch.stack(values) for name, values in rows.items()}
+
+    with torch.no_grad():
+        _, trajectory = model_return()
+    weight = agent.policy.net[-1].weight
+    agent.config.grad_clip, agent.config.entropy_weight = 1e9, 0.0
+    before = {name: value.clone() for name, value in agent.policy.state_dict().items()}
+    agent.optimizers["policy"] = torch.optim.SGD(agent.policy.parameters(), lr=1.0)
+    agent.svg_inf_update(trajectory)
+    gradient = -(weight.detach() - before["net.2.weight"])  # one SGD step of lr 1 on the loss -return
+    agent.policy.load_state_dict(before)
+    with torch.no_grad():
+        index, epsilon = (0, 3), 1e-3
+        weight[index] += epsilon
+        upper, _ = model_return()
+        weight[index] -= 2 * epsilon
+        lower, _ = model_return()
+    assert gradient[index].item() == pytest.approx(-((upper - lower) / (2 * epsilon)).item(), rel=0.01, abs=1e-4)
+
+
+def test_model_likelihood_steps_lower_the_model_loss():
+    agent, env = make_agent(learning_starts=10**9)  # collect one episode without learning
+    agent.train(env, episodes=1)
+    agent.set_normaliser()
+    before = agent.model_loss()
+    losses = [agent.update_model() for _ in range(300)]
+    assert agent.model_loss() < before - 1 and np.mean(losses[-50:]) < np.mean(losses[:50])
+
+
+@pytest.mark.parametrize("variant", ["svg_1", "svg_inf"])
+def test_train_lowers_model_loss_and_checkpoint_round_trips(tmp_path, variant):
+    agent, env = make_agent(variant=variant, seed=2)
+    rows = agent.train(env, episodes=3)
+    assert [row["total_steps"] for row in rows] == [200, 400, 600] and agent.updates > 0
+    assert rows[-1]["model_loss"] < rows[0]["model_loss"]
+    path = agent.save(tmp_path / "svg.safetensors")
+    loaded = load_agent(path)
+    assert isinstance(loaded, SVG) and loaded.config.variant == variant and len(loaded.replay) == 600
+    for name, array in agent.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], array, err_msg=name)
+    observation, _ = env.reset(seed=11)
+    for _ in range(3):  # same networks and random streams: the same actions
+        action, _ = agent.act(observation)
+        np.testing.assert_array_equal(loaded.act(observation)[0], action)
+        assert env.action_space.contains(action)
+        observation, *_ = env.step(action)
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
+    straight, _ = make_agent(seed=5)
+    straight_rows = straight.train(gym.make(PENDULUM), episodes=2)
+    first, _ = make_agent(seed=5)
+    first.train(gym.make(PENDULUM), episodes=1)
+    resumed = load_agent(first.save(tmp_path / "svg.safetensors"))
+    resumed_rows = resumed.train(gym.make(PENDULUM), episodes=2)
+    assert resumed_rows[-1]["return"] == straight_rows[-1]["return"]
+    np.testing.assert_array_equal(resumed.state_dict()["policy.net.0.weight"], straight.state_dict()["policy.net.0.weight"])
+
+
+def test_config_rejects_an_unknown_variant():
+    with pytest.raises(ValueError, match="svg_2"):
+        SVGConfig(variant="svg_2")
+
+
+def test_agent_command_runs_svg(tmp_path):
+    tiny = [f"{key}={value}" for key, value in TINY.items()]
+    assert main(["agent", "svg", "--env", PENDULUM, "episodes=1", "variant=svg_inf", *tiny, "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [int(row["episode"]) for row in rows] == [1] and int(rows[0]["steps"]) == 200
+    agent = load_agent(tmp_path / "checkpoint.safetensors")
+    assert agent.episodes == 1 and agent.config.variant == "svg_inf" and agent.updates == 1
+
+
+@pytest.mark.slow
+def test_svg_1_learns_the_pendulum_swing_up():
+    """SVG(1)-ER's claim at small scale: it learns the swing-up within 20k real steps (100 episodes).
+    The benchmark's settings (policy_lr 1e-3, seed 0), 20k steps: about 3 CPU minutes. Measured
+    (benchmarks/results/svg.json): 18 of 100 episodes >= -200, the first at step 10.2k, a best
+    10-episode mean of -190.7 (episodes 65-74), though the last 10 average -671 (the swing-up is
+    lost again after about 17k steps); random and early policies score -1000 to -1700."""
+    torch.set_num_threads(1)
+    env = gym.make(PENDULUM)
+    agent = SVG(SVGConfig(policy_lr=1e-3, seed=0), env.observation_space, env.action_space)
+    returns = np.array([row["return"] for row in agent.train(env, steps=20_000)])
+    ten_episode_means = np.convolve(returns, np.ones(10) / 10, mode="valid")
+    assert (returns >= -200).sum() >= 5 and ten_episode_means.max() >= -400, returns.round().tolist()
