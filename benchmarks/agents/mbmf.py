@@ -30,9 +30,6 @@ table and drawn to benchmarks/results/mbmf.png.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -41,6 +38,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from reverie import results_file
 from reverie.agents.mbmf import MBMF, MBMFConfig
 from reverie.agents.mbmf_finetune import FinetuneConfig, imitate, ppo_from_policy
 
@@ -113,21 +111,8 @@ def results_name(budget_name: str) -> str:
 
 
 def update_results(change: Callable[[dict], None], budget_name: str = "full") -> dict:
-    """Apply `change` to mbmf.json (mbmf_mini.json, ...) under a lock on the results folder;
-    written to a temporary name and renamed."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{results_name(budget_name)}.json"
-    folder = os.open(RESULTS, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-        change(stored)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(stored, indent=1) + "\n")
-        os.replace(partial, path)
-    finally:
-        os.close(folder)
-    return stored
+    """Apply `change` to mbmf.json (mbmf_mini.json, ...), shared safely with other processes."""
+    return results_file.update_results(RESULTS / f"{results_name(budget_name)}.json", change)
 
 
 def return_at(run: dict, step: int) -> float | None:

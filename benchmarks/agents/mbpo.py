@@ -25,9 +25,6 @@ processes); the figure is printed as a table and drawn to benchmarks/results/mbp
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from reverie import results_file
 from reverie.agents.mbpo import MBPO, MBPOConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -108,21 +106,8 @@ def run_sac(seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to mbpo.json under a lock on the results folder, so separate processes can
-    add runs; written to a temporary name and renamed."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "mbpo.json"
-    folder = os.open(RESULTS, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-        change(stored)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(stored, indent=1) + "\n")
-        os.replace(partial, path)
-    finally:
-        os.close(folder)
-    return stored
+    """Apply `change` to mbpo.json, shared safely with other processes (`reverie.results_file`)."""
+    return results_file.update_results(RESULTS / "mbpo.json", change)
 
 
 def first_step_at(run: dict, level: float) -> int | None:

@@ -24,9 +24,6 @@ processes); the figure is printed as a table and drawn to benchmarks/results/pet
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from reverie import results_file
 from reverie.agents.pets import PETS, PETSConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -70,21 +68,8 @@ def run_sac(env_id: str, trials: int, trial_length: int, seed: int) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to pets.json under a lock on the results folder, so separate processes can
-    add runs; written to a temporary name and renamed."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "pets.json"
-    folder = os.open(RESULTS, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-        change(stored)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(stored, indent=1) + "\n")
-        os.replace(partial, path)
-    finally:
-        os.close(folder)
-    return stored
+    """Apply `change` to pets.json, shared safely with other processes (`reverie.results_file`)."""
+    return results_file.update_results(RESULTS / "pets.json", change)
 
 
 def first_trial_at(returns: list[float], level: float) -> int | None:

@@ -24,9 +24,6 @@ benchmarks/results/pilco.png.
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -36,6 +33,7 @@ import numpy as np
 import torch
 
 import reverie.agents.envs  # noqa: F401  (registers reverie/PilcoCartpole-v0)
+from reverie import results_file
 from reverie.agents.pilco import PILCO, PILCOConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -45,21 +43,8 @@ PUBLISHED = "swing-up and balance after about 17.5 s of interaction (cart-pole e
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to pilco.json under a lock on the results folder; written to a temporary
-    name and renamed."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "pilco.json"
-    folder = os.open(RESULTS, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-        change(stored)
-        partial = path.with_name(path.name + f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(stored, indent=1) + "\n")
-        os.replace(partial, path)
-    finally:
-        os.close(folder)
-    return stored
+    """Apply `change` to pilco.json, shared safely with other processes (`reverie.results_file`)."""
+    return results_file.update_results(RESULTS / "pilco.json", change)
 
 
 def run_pilco(seed: int, trials: int, evaluations: int) -> None:

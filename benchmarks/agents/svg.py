@@ -21,9 +21,6 @@ processes); the figure is printed as a table and drawn to benchmarks/results/svg
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from reverie import results_file
 from reverie.agents.svg import SVG, SVGConfig
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -96,21 +94,8 @@ def run_sac(steps: int, seed: int, keep: Callable[[dict], None]) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to svg.json under a lock on the results folder, so separate processes can
-    add runs; written to a temporary name and renamed."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "svg.json"
-    folder = os.open(RESULTS, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        stored = json.loads(path.read_text()) if path.exists() else {"runs": {}}
-        change(stored)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(stored, indent=1) + "\n")
-        os.replace(partial, path)
-    finally:
-        os.close(folder)
-    return stored
+    """Apply `change` to svg.json, shared safely with other processes (`reverie.results_file`)."""
+    return results_file.update_results(RESULTS / "svg.json", change)
 
 
 def windowed(returns: list[float], window: int = 10) -> np.ndarray:

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -118,11 +119,6 @@ def shooting_cost(model: ResidualDynamics, task: ModelTask, state: Tensor, actio
     return -total
 
 
-def _box(space: gym.Space, what: str) -> gym.spaces.Box:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TypeError(f"MB-MF needs a flat Box {what} space, got {space}")
-    return space
-
 
 @AGENTS.register("mbmf")
 class MBMF:
@@ -133,8 +129,8 @@ class MBMF:
 
     def __init__(self, config: MBMFConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.observation_dim = _box(observation_space, "observation").shape[0]
-        action_space = _box(action_space, "action")
+        self.observation_dim = flat_box(observation_space, "MB-MF", "observation").shape[0]
+        action_space = flat_box(action_space, "MB-MF", "action")
         self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
         self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
         self.random_data = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)  # D_rand

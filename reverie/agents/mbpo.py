@@ -45,6 +45,7 @@ from torch import Tensor
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
 
@@ -101,11 +102,6 @@ def sample_members(ensemble: ProbabilisticEnsemble, inputs: Tensor, members: Ten
     return targets
 
 
-def _box(space: gym.Space, what: str) -> gym.spaces.Box:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TypeError(f"MBPO needs a flat Box {what} space, got {space}")
-    return space
-
 
 @AGENTS.register("mbpo")
 class MBPO:
@@ -116,8 +112,8 @@ class MBPO:
 
     def __init__(self, config: MBPOConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.observation_dim = _box(observation_space, "observation").shape[0]
-        action_space = _box(action_space, "action")
+        self.observation_dim = flat_box(observation_space, "MBPO", "observation").shape[0]
+        action_space = flat_box(action_space, "MBPO", "action")
         self.low, self.high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
         self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("sac", "model", "fit", "rollout", "act"))}
         self.rng = np.random.default_rng(config.seed)  # which stored transitions a batch or rollout takes

@@ -42,6 +42,7 @@ from torch import Tensor
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -120,11 +121,6 @@ def trajectory_cost(
     return -total.mean(1)
 
 
-def _box(space: gym.Space, what: str) -> gym.spaces.Box:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TypeError(f"PETS needs a flat Box {what} space, got {space}")
-    return space
-
 
 @AGENTS.register("pets")
 class PETS:
@@ -135,8 +131,8 @@ class PETS:
 
     def __init__(self, config: PETSConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.observation_dim = _box(observation_space, "observation").shape[0]
-        action_space = _box(action_space, "action")
+        self.observation_dim = flat_box(observation_space, "PETS", "observation").shape[0]
+        action_space = flat_box(action_space, "PETS", "action")
         self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
         self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
         self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)

@@ -51,6 +51,7 @@ from torch.utils.checkpoint import checkpoint
 from reverie.agents.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
 from reverie.agents.gp import ExactGP, GPPosterior, squared_exponential
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 
 DTYPE = torch.float64
@@ -213,11 +214,6 @@ class RBFPolicy:
         return GPPosterior(centres, beta, log_lengthscales, log_signal)
 
 
-def _box(space: gym.Space, what: str) -> gym.spaces.Box:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TypeError(f"PILCO needs a flat Box {what} space, got {space}")
-    return space
-
 
 @AGENTS.register("pilco")
 class PILCO:
@@ -228,8 +224,8 @@ class PILCO:
 
     def __init__(self, config: PILCOConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.state_dim = _box(observation_space, "observation").shape[0]
-        action_space = _box(action_space, "action")
+        self.state_dim = flat_box(observation_space, "PILCO", "observation").shape[0]
+        action_space = flat_box(action_space, "PILCO", "action")
         if not np.allclose(action_space.low, -action_space.high):
             raise ValueError(f"PILCO squashes actions into a symmetric box [-u_max, u_max], got {action_space}")
         self.max_action = torch.as_tensor(action_space.high, dtype=DTYPE)  # (A,)

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 
 VARIANTS = ("svg_1", "svg_inf")
@@ -149,11 +150,6 @@ def model_step(model: ProbabilisticEnsemble, task: ModelTask, states: Tensor, ac
     return states + (mean + (0.5 * logvar).exp() * noise) * model.target_std + model.target_mean
 
 
-def _box(space: gym.Space, what: str) -> gym.spaces.Box:
-    if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TypeError(f"SVG needs a flat Box {what} space, got {space}")
-    return space
-
 
 @AGENTS.register("svg")
 class SVG:
@@ -164,8 +160,8 @@ class SVG:
 
     def __init__(self, config: SVGConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.observation_dim = _box(observation_space, "observation").shape[0]
-        action_space = _box(action_space, "action")
+        self.observation_dim = flat_box(observation_space, "SVG", "observation").shape[0]
+        action_space = flat_box(action_space, "SVG", "action")
         self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
         self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
         self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)
