@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -117,7 +117,6 @@ def shooting_cost(model: ResidualDynamics, task: ModelTask, state: Tensor, actio
             alive = alive * (~task.termination_fn(next_states)).to(alive.dtype)
         states = next_states
     return -total
-
 
 
 @AGENTS.register("mbmf")
@@ -281,16 +280,14 @@ class MBMF:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, optimizer, both data sets, random streams) to one safetensors file, atomically."""
-        spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
+        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
         fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
         return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
 
     @classmethod
     def load(cls, path: str | Path) -> "MBMF":
         arrays, fields = read_checkpoint(path, cls.registry_name)
-        spaces = fields["spaces"]
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
-        action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
+        observation_space, action_space = boxes_from_fields(fields["spaces"])
         agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
         agent.load_state_dict(arrays)
         return agent

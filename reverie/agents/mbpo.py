@@ -45,7 +45,7 @@ from torch import Tensor
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
 
@@ -100,7 +100,6 @@ def sample_members(ensemble: ProbabilisticEnsemble, inputs: Tensor, members: Ten
     targets = torch.empty(len(members), drawn.shape[-1], dtype=drawn.dtype)
     targets[order] = drawn[grouped_members, slot]
     return targets
-
 
 
 @AGENTS.register("mbpo")
@@ -317,16 +316,14 @@ class MBPO:
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, policy, both buffers, optimizers, random streams) to one
         safetensors file, atomically."""
-        spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
+        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
         fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id, "rng": self.rng.bit_generator.state}
         return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
 
     @classmethod
     def load(cls, path: str | Path) -> "MBPO":
         arrays, fields = read_checkpoint(path, cls.registry_name)
-        spaces = fields["spaces"]
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
-        action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
+        observation_space, action_space = boxes_from_fields(fields["spaces"])
         agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
         agent.load_state_dict(arrays)
         agent.rng.bit_generator.state = fields["rng"]

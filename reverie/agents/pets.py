@@ -42,7 +42,7 @@ from torch import Tensor
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -119,7 +119,6 @@ def trajectory_cost(
             alive = alive * (~task.termination_fn(next_states)).to(alive.dtype)
         states = next_states
     return -total.mean(1)
-
 
 
 @AGENTS.register("pets")
@@ -263,16 +262,14 @@ class PETS:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, optimizer, data, random streams) to one safetensors file, atomically."""
-        spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
+        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
         fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
         return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
 
     @classmethod
     def load(cls, path: str | Path) -> "PETS":
         arrays, fields = read_checkpoint(path, cls.registry_name)
-        spaces = fields["spaces"]
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
-        action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
+        observation_space, action_space = boxes_from_fields(fields["spaces"])
         agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
         agent.load_state_dict(arrays)
         return agent

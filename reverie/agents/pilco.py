@@ -214,7 +214,6 @@ class RBFPolicy:
         return GPPosterior(centres, beta, log_lengthscales, log_signal)
 
 
-
 @AGENTS.register("pilco")
 class PILCO:
     """PILCO for a task with a saturating cost PILCO knows (`PILCO_TASKS`)."""

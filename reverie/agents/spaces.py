@@ -1,8 +1,10 @@
-"""The one kind of space the continuous-control agents take: a flat Box."""
+"""The one kind of space the continuous-control agents take, a flat Box, and how a checkpoint
+records it."""
 
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 
 
 def flat_box(space: gym.Space, agent: str, what: str) -> gym.spaces.Box:
@@ -10,3 +12,15 @@ def flat_box(space: gym.Space, agent: str, what: str) -> gym.spaces.Box:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
         raise TypeError(f"{agent} needs a flat Box {what} space, got {space}")
     return space
+
+
+def box_fields(observation_dim: int, low, high) -> dict:
+    """What a checkpoint records of an agent's spaces: the observation width and the action bounds."""
+    return {"observation_dim": int(observation_dim), "low": [float(value) for value in low], "high": [float(value) for value in high]}
+
+
+def boxes_from_fields(fields: dict) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The (observation, action) spaces `box_fields` recorded."""
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (fields["observation_dim"],), np.float64)
+    action_space = gym.spaces.Box(np.array(fields["low"], np.float32), np.array(fields["high"], np.float32))
+    return observation_space, action_space

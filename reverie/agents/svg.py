@@ -54,7 +54,7 @@ from torch import Tensor, nn
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
 from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 
 VARIANTS = ("svg_1", "svg_inf")
@@ -148,7 +148,6 @@ def model_step(model: ProbabilisticEnsemble, task: ModelTask, states: Tensor, ac
     inputs = torch.cat([task.model_input(states), actions], dim=-1)
     mean, logvar = model(inputs.expand(model.members, *inputs.shape[-2:]))
     return states + (mean + (0.5 * logvar).exp() * noise) * model.target_std + model.target_mean
-
 
 
 @AGENTS.register("svg")
@@ -400,16 +399,14 @@ class SVG:
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (networks, optimizers, data, random streams) to one safetensors file, atomically."""
-        spaces = {"observation_dim": self.observation_dim, "low": self.low.tolist(), "high": self.high.tolist()}
+        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
         fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
         return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
 
     @classmethod
     def load(cls, path: str | Path) -> "SVG":
         arrays, fields = read_checkpoint(path, cls.registry_name)
-        spaces = fields["spaces"]
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["observation_dim"],), np.float64)
-        action_space = gym.spaces.Box(np.array(spaces["low"], np.float32), np.array(spaces["high"], np.float32))
+        observation_space, action_space = boxes_from_fields(fields["spaces"])
         agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
         agent.load_state_dict(arrays)
         return agent
