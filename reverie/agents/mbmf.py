@@ -46,7 +46,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
@@ -260,8 +260,7 @@ class MBMF:
         for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
             arrays.update({prefix + name: value for name, value in buffer.state_dict().items()})
         arrays.update({f"model.{name}": value.detach().numpy() for name, value in self.model.state_dict().items()})
-        for index, state in self.optimizer.state_dict()["state"].items():
-            arrays.update({f"adam.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+        arrays.update(optimizer_arrays(self.optimizer, "adam"))
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
@@ -271,12 +270,7 @@ class MBMF:
         for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
             buffer.load_state_dict({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})
         self.model.load_state_dict({name[len("model."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("model.")})
-        optimizer_state = self.optimizer.state_dict()
-        for name, value in arrays.items():
-            if name.startswith("adam."):
-                _, index, key = name.split(".")
-                optimizer_state["state"].setdefault(int(index), {})[key] = torch.from_numpy(value)
-        self.optimizer.load_state_dict(optimizer_state)
+        load_optimizer_arrays(self.optimizer, arrays, "adam")
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, optimizer, both data sets, random streams) to one safetensors file, atomically."""

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import model_task
-from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
@@ -288,8 +288,7 @@ class MBPO:
         arrays.update(self.sac.state_dict())
         if self.ensemble is not None:
             arrays.update({f"ensemble.{name}": value.detach().numpy() for name, value in self.ensemble.state_dict().items()})
-            for index, state in self.model_optimizer.state_dict()["state"].items():
-                arrays.update({f"model_adam.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+            arrays.update(optimizer_arrays(self.model_optimizer, "model_adam"))
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
@@ -305,13 +304,7 @@ class MBPO:
         self.sac.load_state_dict(arrays)
         if self.ensemble is not None:
             self.ensemble.load_state_dict({name[len("ensemble."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("ensemble.")})
-            optimizer_state = self.model_optimizer.state_dict()
-            for name, value in arrays.items():
-                if name.startswith("model_adam."):
-                    _, index, key = name.split(".")
-                    value = torch.from_numpy(value.copy())
-                    optimizer_state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value
-            self.model_optimizer.load_state_dict(optimizer_state)
+            load_optimizer_arrays(self.model_optimizer, arrays, "model_adam")
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, policy, both buffers, optimizers, random streams) to one

@@ -41,7 +41,7 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
@@ -238,8 +238,7 @@ class PETS:
             arrays["planner.warm_mean"] = self.planner._warm_mean.numpy()
         if self.ensemble is not None:
             arrays.update({f"ensemble.{name}": value.detach().numpy() for name, value in self.ensemble.state_dict().items()})
-            for index, state in self.optimizer.state_dict()["state"].items():
-                arrays.update({f"adam.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+            arrays.update(optimizer_arrays(self.optimizer, "adam"))
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
@@ -253,12 +252,7 @@ class PETS:
         if self.ensemble is not None:
             prefix = "ensemble."
             self.ensemble.load_state_dict({name[len(prefix):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(prefix)})
-            optimizer_state = self.optimizer.state_dict()
-            for name, value in arrays.items():
-                if name.startswith("adam."):
-                    _, index, key = name.split(".")
-                    optimizer_state["state"].setdefault(int(index), {})[key] = torch.from_numpy(value)
-            self.optimizer.load_state_dict(optimizer_state)
+            load_optimizer_arrays(self.optimizer, arrays, "adam")
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (model, optimizer, data, random streams) to one safetensors file, atomically."""

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -56,6 +57,26 @@ def read_checkpoint(path: str | Path, agent_name: str) -> tuple[dict[str, np.nda
     if metadata.get("agent") != agent_name:
         raise ValueError(f"{path}: a checkpoint of agent {metadata.get('agent')!r}, not {agent_name!r}")
     return arrays, {name: json.loads(value) for name, value in metadata.items() if name != "agent"}
+
+
+def optimizer_arrays(optimizer: torch.optim.Optimizer, prefix: str) -> dict[str, np.ndarray]:
+    """An optimizer's per-parameter state (Adam's moments and step) as arrays `{prefix}.{index}.{key}`."""
+    return {
+        f"{prefix}.{index}.{key}": torch.as_tensor(value).numpy()
+        for index, state in optimizer.state_dict()["state"].items()
+        for key, value in state.items()
+    }
+
+
+def load_optimizer_arrays(optimizer: torch.optim.Optimizer, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Restore the state `optimizer_arrays(optimizer, prefix)` wrote."""
+    state, start = optimizer.state_dict(), f"{prefix}."
+    for name, value in arrays.items():
+        if name.startswith(start):
+            index, key = name[len(start):].split(".")
+            value = torch.from_numpy(value.copy())
+            state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value  # Adam's step is 0-d
+    optimizer.load_state_dict(state)
 
 
 def checkpoint_agent_name(path: str | Path) -> str:

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reverie.agents.registry import load_optimizer_arrays, optimizer_arrays
+
 LOG_STD_RANGE = (-5.0, 2.0)  # keeps sigma in [e^-5, e^2]: no collapse, no runaway noise
 
 
@@ -163,8 +165,7 @@ class SAC:
         for part in ("actor", "critic", "target_critic"):
             arrays.update({f"{prefix}{part}.{name}": value.detach().numpy() for name, value in getattr(self, part).state_dict().items()})
         for part, optimizer in self.optimizers.items():
-            for index, state in optimizer.state_dict()["state"].items():
-                arrays.update({f"{prefix}adam.{part}.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+            arrays.update(optimizer_arrays(optimizer, f"{prefix}adam.{part}"))
         arrays[f"{prefix}updates"] = np.array([self.updates], np.int64)
         arrays[f"{prefix}generator"] = self.generator.get_state().numpy()
         return arrays
@@ -176,13 +177,6 @@ class SAC:
             start = f"{prefix}{part}."
             getattr(self, part).load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
         for part, optimizer in self.optimizers.items():
-            state = optimizer.state_dict()
-            start = f"{prefix}adam.{part}."
-            for name, value in arrays.items():
-                if name.startswith(start):
-                    index, key = name[len(start):].split(".")
-                    value = torch.from_numpy(value.copy())
-                    state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value  # Adam's step is 0-d
-            optimizer.load_state_dict(state)
+            load_optimizer_arrays(optimizer, arrays, f"{prefix}adam.{part}")
         self.updates = int(arrays[f"{prefix}updates"][0])
         self.generator.set_state(torch.from_numpy(arrays[f"{prefix}generator"]))

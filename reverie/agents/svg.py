@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
 from reverie.agents.replay import ReplayBuffer
 
@@ -376,8 +376,7 @@ class SVG:
         for prefix, module in self.modules().items():
             arrays.update({f"{prefix}.{name}": value.detach().numpy() for name, value in module.state_dict().items()})
         for prefix, optimizer in self.optimizers.items():
-            for index, state in optimizer.state_dict()["state"].items():
-                arrays.update({f"adam.{prefix}.{index}.{key}": torch.as_tensor(value).numpy() for key, value in state.items()})
+            arrays.update(optimizer_arrays(optimizer, f"adam.{prefix}"))
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
@@ -390,12 +389,7 @@ class SVG:
             start = f"{prefix}."
             module.load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
         for prefix, optimizer in self.optimizers.items():
-            optimizer_state = optimizer.state_dict()
-            for name, value in arrays.items():
-                if name.startswith(f"adam.{prefix}."):
-                    index, key = name.split(".")[2:]
-                    optimizer_state["state"].setdefault(int(index), {})[key] = torch.from_numpy(value)
-            optimizer.load_state_dict(optimizer_state)
+            load_optimizer_arrays(optimizer, arrays, f"adam.{prefix}")
 
     def save(self, path: str | Path) -> Path:
         """Write the agent (networks, optimizers, data, random streams) to one safetensors file, atomically."""
