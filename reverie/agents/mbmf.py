@@ -35,8 +35,7 @@ also adds Gaussian noise to its training data, which is left out here.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
@@ -46,8 +45,8 @@ from einops import repeat
 from torch import Tensor, nn
 
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -120,7 +119,7 @@ def shooting_cost(model: ResidualDynamics, task: ModelTask, state: Tensor, actio
 
 
 @AGENTS.register("mbmf")
-class MBMF:
+class MBMF(TaskAgentCheckpoint):
     """Model-based MB-MF (Alg. 1) for a flat continuous task with a known reward."""
 
     registry_name = "mbmf"
@@ -271,17 +270,3 @@ class MBMF:
             buffer.load_state_dict({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})
         self.model.load_state_dict({name[len("model."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("model.")})
         load_optimizer_arrays(self.optimizer, arrays, "adam")
-
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (model, optimizer, both data sets, random streams) to one safetensors file, atomically."""
-        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
-        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "MBMF":
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        observation_space, action_space = boxes_from_fields(fields["spaces"])
-        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
-        agent.load_state_dict(arrays)
-        return agent

@@ -33,8 +33,7 @@ The benchmark (`benchmarks/agents/mbpo.py`) shrinks the networks, M and G to fit
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
@@ -44,8 +43,8 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
 
@@ -103,7 +102,7 @@ def sample_members(ensemble: ProbabilisticEnsemble, inputs: Tensor, members: Ten
 
 
 @AGENTS.register("mbpo")
-class MBPO:
+class MBPO(TaskAgentCheckpoint):
     """MBPO for a flat continuous task with a known reward (`reverie.agents.envs.MODEL_TASKS`)."""
 
     registry_name = "mbpo"
@@ -306,18 +305,8 @@ class MBPO:
             self.ensemble.load_state_dict({name[len("ensemble."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("ensemble.")})
             load_optimizer_arrays(self.model_optimizer, arrays, "model_adam")
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (model, policy, both buffers, optimizers, random streams) to one
-        safetensors file, atomically."""
-        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
-        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id, "rng": self.rng.bit_generator.state}
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
+    def checkpoint_fields(self) -> dict:
+        return super().checkpoint_fields() | {"rng": self.rng.bit_generator.state}
 
-    @classmethod
-    def load(cls, path: str | Path) -> "MBPO":
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        observation_space, action_space = boxes_from_fields(fields["spaces"])
-        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
-        agent.load_state_dict(arrays)
-        agent.rng.bit_generator.state = fields["rng"]
-        return agent
+    def restore_fields(self, fields: dict) -> None:
+        self.rng.bit_generator.state = fields["rng"]

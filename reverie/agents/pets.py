@@ -29,8 +29,7 @@ paper used 500).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
@@ -41,8 +40,8 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
 
@@ -122,7 +121,7 @@ def trajectory_cost(
 
 
 @AGENTS.register("pets")
-class PETS:
+class PETS(TaskAgentCheckpoint):
     """PETS for a flat continuous task with a known reward (`reverie.agents.envs.MODEL_TASKS`)."""
 
     registry_name = "pets"
@@ -253,17 +252,3 @@ class PETS:
             prefix = "ensemble."
             self.ensemble.load_state_dict({name[len(prefix):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(prefix)})
             load_optimizer_arrays(self.optimizer, arrays, "adam")
-
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (model, optimizer, data, random streams) to one safetensors file, atomically."""
-        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
-        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PETS":
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        observation_space, action_space = boxes_from_fields(fields["spaces"])
-        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
-        agent.load_state_dict(arrays)
-        return agent

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from reverie.agents.spaces import box_fields, boxes_from_fields
 from reverie.registry import Registry
 
 AGENTS: Registry[type] = Registry(
@@ -77,6 +79,36 @@ def load_optimizer_arrays(optimizer: torch.optim.Optimizer, arrays: dict[str, np
             value = torch.from_numpy(value.copy())
             state["state"].setdefault(int(index), {})[key] = value.reshape(()) if key == "step" else value  # Adam's step is 0-d
     optimizer.load_state_dict(state)
+
+
+class TaskAgentCheckpoint:
+    """`save` and `load` for an agent of a flat continuous task, built as
+    `cls(config, observation_space, action_space, task=task_id)`: the checkpoint holds
+    `state_dict()`, the config, the spaces (`observation_dim`, action bounds `low` and `high`) and
+    the task id, plus what `checkpoint_fields` adds and `restore_fields` reads back."""
+
+    registry_name: str
+    config_class: type
+
+    def checkpoint_fields(self) -> dict:
+        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
+        return {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
+
+    def restore_fields(self, fields: dict) -> None:
+        """Restore what a subclass's `checkpoint_fields` added (nothing here)."""
+
+    def save(self, path: str | Path) -> Path:
+        """Write the agent (models, optimizers, data, random streams) to one safetensors file, atomically."""
+        return write_checkpoint(path, self.registry_name, self.state_dict(), **self.checkpoint_fields())
+
+    @classmethod
+    def load(cls, path: str | Path):
+        arrays, fields = read_checkpoint(path, cls.registry_name)
+        observation_space, action_space = boxes_from_fields(fields["spaces"])
+        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
+        agent.load_state_dict(arrays)
+        agent.restore_fields(fields)
+        return agent
 
 
 def checkpoint_agent_name(path: str | Path) -> str:

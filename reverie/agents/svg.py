@@ -42,8 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import gymnasium as gym
@@ -53,8 +52,8 @@ from torch import Tensor, nn
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import box_fields, boxes_from_fields, flat_box
+from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 
 VARIANTS = ("svg_1", "svg_inf")
@@ -151,7 +150,7 @@ def model_step(model: ProbabilisticEnsemble, task: ModelTask, states: Tensor, ac
 
 
 @AGENTS.register("svg")
-class SVG:
+class SVG(TaskAgentCheckpoint):
     """SVG(1)-ER or SVG(inf) (`config.variant`) for a flat continuous task with a known reward."""
 
     registry_name = "svg"
@@ -390,17 +389,3 @@ class SVG:
             module.load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
         for prefix, optimizer in self.optimizers.items():
             load_optimizer_arrays(optimizer, arrays, f"adam.{prefix}")
-
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (networks, optimizers, data, random streams) to one safetensors file, atomically."""
-        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
-        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "SVG":
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        observation_space, action_space = boxes_from_fields(fields["spaces"])
-        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
-        agent.load_state_dict(arrays)
-        return agent
