@@ -29,3 +29,16 @@ def update_results(path: str | Path, change: Callable[[dict], None]) -> dict:
     finally:
         os.close(folder)
     return stored
+
+
+def bar_chart_row(label: str, curves: list[list[float]], index: int, low: float, high: float, width: int) -> str:
+    """One printed row of a text bar chart: `label`, then each curve's value at `index` with a bar of
+    up to `width` marks scaled from `low` to `high` (blank where a curve has ended)."""
+    cells = []
+    for curve in curves:
+        if index >= len(curve):
+            cells.append(" " * (width + 9))
+            continue
+        bar = "#" * round(width * (curve[index] - low) / max(high - low, 1e-9))
+        cells.append(f"{curve[index]:8.1f} {bar:<{width}s}")
+    return label + "".join(cells)

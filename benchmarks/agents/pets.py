@@ -119,15 +119,7 @@ def print_chart(summary: dict, width: int = 24) -> None:
         print(f"\n{task}: mean return per trial")
         print(" " * 13 + "".join(f"{method:>8s} {'':{width}s}"[: width + 9] for method in methods))
         for trial in range(max(map(len, curves.values()))):
-            cells = []
-            for method in methods:
-                curve = curves[method]
-                if trial >= len(curve):
-                    cells.append(" " * (width + 9))
-                    continue
-                bar = "#" * round(width * (curve[trial] - low) / max(high - low, 1e-9))
-                cells.append(f"{curve[trial]:8.1f} {bar:<{width}s}")
-            print(f"  trial {trial + 1:3d}  " + "".join(cells))
+            print(results_file.bar_chart_row(f"  trial {trial + 1:3d}  ", [curves[method] for method in methods], trial, low, high, width))
 
 
 def draw(runs: dict) -> None:

@@ -149,14 +149,7 @@ def print_chart(summary: dict, block: int = 5, width: int = 20) -> None:
     print(f"\nmean return per {block} episodes ({block * EPISODE} steps), seed mean")
     print(" " * 12 + "".join(f"{method[: width + 8]:>{width + 9}s}" for method in blocks))
     for index in range(max(map(len, blocks.values()))):
-        cells = []
-        for curve in blocks.values():
-            if index >= len(curve):
-                cells.append(" " * (width + 9))
-                continue
-            bar = "#" * round(width * (curve[index] - low) / max(high - low, 1e-9))
-            cells.append(f"{curve[index]:8.1f} {bar:<{width}s}")
-        print(f"  {(index + 1) * block * EPISODE:6d} st  " + "".join(cells))
+        print(results_file.bar_chart_row(f"  {(index + 1) * block * EPISODE:6d} st  ", list(blocks.values()), index, low, high, width))
 
 
 def draw(runs: dict) -> None:
