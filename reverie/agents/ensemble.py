@@ -126,7 +126,8 @@ class ProbabilisticEnsemble(nn.Module):
         """Train on (N, input_dim) inputs and (N, target_dim) raw targets for up to `epochs` epochs,
         each member on its own bootstrap, in minibatches of `batch_size` per member. With a holdout
         share, stop after `patience` epochs without gain and keep each member's best weights.
-        Returns steps taken, the last epoch's mean training loss, and the holdout MSE if any."""
+        Returns steps taken, the last epoch's mean training loss, and the holdout MSE if any (the
+        members' mean, and each member's as `member_holdout_mse` (E,))."""
         self.set_normaliser(inputs, targets)
         order = torch.randperm(len(inputs), generator=generator)
         held = int(self.config.holdout * len(inputs))
@@ -160,7 +161,10 @@ class ProbabilisticEnsemble(nn.Module):
                         break
         if held:
             self._load_member_state(best_state)
-        return {"steps": steps, "loss": epoch_loss, "holdout_mse": None if best_mse is None else best_mse.mean().item()}
+        return {
+            "steps": steps, "loss": epoch_loss, "holdout_mse": None if best_mse is None else best_mse.mean().item(),
+            "member_holdout_mse": best_mse,
+        }
 
     def _member_state(self, take: Tensor | None = None, previous: dict | None = None) -> dict:
         """Copies of the per-member weights; with `take` (E,) bool, only those members replace `previous`."""

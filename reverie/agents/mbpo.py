@@ -17,9 +17,13 @@ As in the paper's code, the model is retrained and the M rollouts per step are m
 each SAC batch takes a share `real_ratio` of real transitions and the rest from D_model.
 
 - The model is the shared bootstrapped ensemble of probabilistic networks
-  (`reverie.agents.ensemble`, [9] Chua et al. 2018, eq. 2) predicting s' - s from (s, a). A share
-  `model_holdout` of the data is held out to rank the members by prediction error; the `elites`
-  best are used, each rollout step drawing one elite per row (the paper's 7 members, 5 elites).
+  (`reverie.agents.ensemble`, [9] Chua et al. 2018, eq. 2) predicting s' - s from (s, a). As in the paper's
+  code, each retrain holds out a share `model_holdout` (0.2) of D_env and trains until the held-out
+  error has not improved by 1% for `model_patience` (5) epochs, each member keeping its best
+  weights; the `elites` members of lowest held-out error are used, each rollout step drawing one
+  elite per row (the paper's 7 members, 5 elites). A fixed few epochs per retrain leave the model
+  far from fitted while D_env is small, and SAC then learns from its errors: on InvertedPendulum
+  (benchmark settings, seed 0) 5 epochs per retrain gave a return of 139 after 5k steps, 40 gave 1000 at 4.2k.
 - Rewards and terminations of model transitions come from the task's known functions
   (`reverie.agents.envs.MODEL_TASKS`), where the paper's model also predicts the reward.
 - The policy learner is `reverie.agents.sac` (twin Q, Polyak targets, learned temperature).
@@ -58,8 +62,9 @@ class MBPOConfig:
     model_learning_rate: float = 1e-3
     model_weight_decay: float = 5e-5
     model_batch_size: int = 256  # per member and step
-    model_epochs: int = 5  # epochs over D_env at each retrain (the weights carry over)
-    model_holdout: float = 0.1  # share of D_env held out to pick the elites
+    model_epochs: int = 100  # most epochs over D_env at a retrain (the weights carry over)
+    model_patience: int = 5  # a retrain stops after this many epochs without a 1% held-out gain
+    model_holdout: float = 0.2  # share of D_env held out to stop training and pick the elites
     model_every: int = 250  # env steps between retrains (and rollout rounds)
     rollouts_per_step: int = 400  # M; each round branches M * model_every rollouts
     rollout_length: int = 1  # k
@@ -82,6 +87,8 @@ class MBPOConfig:
     def __post_init__(self):
         if not 0 < self.elites <= self.members:
             raise ValueError(f"MBPO elites={self.elites} must be between 1 and members={self.members}")
+        if not 0 < self.model_holdout < 1:
+            raise ValueError(f"MBPO model_holdout={self.model_holdout} must lie in (0, 1): the held-out share ranks the members")
         if not 0 <= self.real_ratio <= 1:
             raise ValueError(f"MBPO real_ratio={self.real_ratio} must lie in [0, 1]")
 
@@ -139,7 +146,10 @@ class MBPO(TaskAgentCheckpoint):
         self.task_id, self.task = task_id, model_task(task_id)
         config = self.config
         features = self.task.model_input(torch.zeros(self.observation_dim)).shape[-1]
-        ensemble_config = EnsembleConfig(members=config.members, hidden=config.hidden, layers=config.layers, batch_size=config.model_batch_size)
+        ensemble_config = EnsembleConfig(
+            members=config.members, hidden=config.hidden, layers=config.layers, batch_size=config.model_batch_size,
+            holdout=config.model_holdout, patience=config.model_patience,
+        )
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
             self.ensemble = ProbabilisticEnsemble(features + len(self.low), self.observation_dim, ensemble_config)
@@ -151,17 +161,15 @@ class MBPO(TaskAgentCheckpoint):
         return torch.cat([self.task.model_input(observations), actions], dim=-1)
 
     def fit_model(self) -> dict:
-        """Fit the ensemble to D_env minus a holdout, (features(s), a) -> s' - s, and make the
-        members with the lowest holdout error the elites."""
+        """Fit the ensemble to D_env, (features(s), a) -> s' - s, until its error on a held-out share
+        stops falling (each member keeps its best weights), and make the members with the lowest
+        held-out error the elites."""
         data = {name: torch.as_tensor(array) for name, array in self.replay.arrays().items()}
         inputs = self.model_inputs(data["observations"], data["actions"])
         targets = data["next_observations"] - data["observations"]
-        order = torch.randperm(len(inputs), generator=self.generators["fit"])
-        held = int(self.config.model_holdout * len(inputs))
-        train, holdout = order[held:], (order[:held] if held else order)  # no holdout yet: rank on the training data
         self.ensemble.train()
-        result = self.ensemble.fit(inputs[train], targets[train], self.config.model_epochs, self.generators["fit"], self.model_optimizer)
-        holdout_mse = self.ensemble.mse(inputs[holdout], targets[holdout])  # (E,)
+        result = self.ensemble.fit(inputs, targets, self.config.model_epochs, self.generators["fit"], self.model_optimizer)
+        holdout_mse = result["member_holdout_mse"]  # (E,)
         self.elites = sorted(holdout_mse.argsort()[: self.config.elites].tolist())
         self.model_steps += result["steps"]
         self.model_loss = result["loss"]
