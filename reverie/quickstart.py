@@ -212,7 +212,8 @@ def main() -> None:
     summary = run(args.out, args.scale)
     console.print(
         f"planning success {summary['plan_success_rate']:.0%} vs random {summary['random_success_rate']:.0%} "
-        f"(fingertip within {summary['success_distance']} m of the goal after {summary['plan_steps']} steps, "
+        f"(fingertip within {summary['success_distance']} m of the goal at some step of {summary['plan_steps']}; held at the end: "
+        f"{summary['plan_success_rate_at_end']:.0%} vs {summary['random_success_rate_at_end']:.0%}; "
         f"{summary['plan_episodes']} held-out goals); total {summary['wall_s']['total']:.0f} s; "
         f"report: {args.out / 'report.md'}"
     )

@@ -13,8 +13,9 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
 
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
-    for field in ("plan_success_rate", "random_success_rate", "plan_success_rate_strict", "random_success_rate_strict"):
-        assert 0.0 <= saved[field] <= 1.0
+    for policy in ("plan", "random"):
+        for strict in ("", "_strict"):  # reached at some step, and held at the end (never more often)
+            assert 0.0 <= saved[f"{policy}_success_rate_at_end{strict}"] <= saved[f"{policy}_success_rate{strict}"] <= 1.0
     assert saved["success_distance"] == SCALES["tiny"].success_distance and saved["strict_success_distance"] == 0.02
     assert saved["episodes"] == {
         "recorded_with_actions": 6,
@@ -25,6 +26,7 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
     }
     assert set(saved["wall_s"]) >= {"record", "video", "pretrain", "posttrain", "plan", "total"}
     assert len(saved["final_distances"]["planned"]) == len(saved["final_distances"]["random"]) == 2
+    assert all(closest <= final for name in ("planned", "random") for closest, final in zip(saved["closest_distances"][name], saved["final_distances"][name]))
     assert saved["planner"]["horizon"] == SCALES["tiny"].horizon
     assert "true simulator state" in saved["success_criterion"]
 

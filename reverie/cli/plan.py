@@ -37,6 +37,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, help="search iterations per step (planner default 6)")
     parser.add_argument("--std", type=float, help="sampling std in action units (CEM init_std, MPPI noise_std); default: a quarter of the action range")
     parser.add_argument("--context-frames", type=int, default=1, help="plan from the last K frames and the actions between them (default 1: the current frame)")
+    parser.add_argument("--action-cost", type=float, default=0.0, help="lambda: add lambda * mean |action| to the energy (default 0: the energy alone)")
     parser.add_argument("--steps", type=int, help="steps per episode (default: the goal task's)")
     parser.add_argument(
         "--success-distance", type=float, help="success when the true-state distance ends under this (default: the goal task's, e.g. Reacher 0.02 m)"
@@ -108,6 +109,8 @@ def run_policy(name: str, policy, env, goals: list, steps: int, model) -> tuple[
                     "final_distance": result.final_distance,
                     "errors": result.errors,
                     "success": result.success,
+                    "closest_distance": result.closest_distance,
+                    "reached_step": result.reached_step,
                     "final_feature_distance": feature_distance(model, result.frames[-1], goal),
                 }
             )
@@ -119,10 +122,12 @@ def describe(name: str, summary: dict, lines: list[dict]) -> str:
     features = summary["mean_final_feature_distance"]
     if summary["success_rate"] is None:
         return f"{name}: success not defined for an image goal; mean final feature distance {features:.4f} (model energy)"
-    successes = sum(bool(line["success"]) for line in lines)
+    at_end = sum(bool(line["success"]) for line in lines)
+    reached = sum(line["reached_step"] is not None for line in lines)
     return (
-        f"{name}: success {successes}/{len(lines)} ({summary['success_rate']:.0%}), mean final distance "
-        f"{summary['mean_final_distance']:.4f}, mean final feature distance {features:.4f}"
+        f"{name}: success at the end {at_end}/{len(lines)} ({summary['success_rate']:.0%}), reached at some step {reached}/{len(lines)} "
+        f"({summary['reach_rate']:.0%}); mean final distance {summary['mean_final_distance']:.4f}, mean closest "
+        f"{summary['mean_closest_distance']:.4f}, mean final feature distance {features:.4f}"
     )
 
 
@@ -138,7 +143,7 @@ def build_report(args: argparse.Namespace, task, steps: int, size: int, planner_
         "steps": steps,
         "frame_size": size,
         "seed": args.seed,
-        "planner": {"name": args.planner, **dataclasses.asdict(planner_config), "context_frames": args.context_frames},
+        "planner": {"name": args.planner, **dataclasses.asdict(planner_config), "context_frames": args.context_frames, "action_cost": args.action_cost},
         "policies": {},
     }
     for name, (results, lines) in runs.items():
@@ -192,7 +197,7 @@ def plan(args: argparse.Namespace) -> int:
         goals = make_goals(task, env, args, size)
         bounds = [torch.as_tensor(bound, device=args.device) for bound in (low, high)]
         planner = make_planner(args.planner, *bounds, **planner_overrides(args, low, high))
-        policies = {PLANNED: PlanningPolicy(model, planner, seed=args.seed, context_frames=args.context_frames)}
+        policies = {PLANNED: PlanningPolicy(model, planner, seed=args.seed, context_frames=args.context_frames, action_cost=args.action_cost)}
         if args.baseline == "random":
             policies["random"] = RandomPolicy(low, high, seed=args.seed)
         runs = {name: run_policy(name, policy, env, goals, steps, model) for name, policy in policies.items()}
@@ -203,7 +208,7 @@ def plan(args: argparse.Namespace) -> int:
     print(f"{args.env_id}, {len(goals)} goals ({'from the env' if args.goal_from_env else args.goal}), {steps} steps, {size} px frames")
     if args.goal_from_env:
         thresholds = ", ".join(f"{name} < {bound:g}" for name, bound in task.success_thresholds.items())
-        print(f"success ({task.name}): {thresholds} at the end of the episode")
+        print(f"success ({task.name}): {thresholds}, at the end of the episode and at any step of it")
     for name, (_, lines) in runs.items():
         print(describe(name, report["policies"][name]["summary"], lines))
     if args.json:

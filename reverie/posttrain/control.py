@@ -8,7 +8,12 @@ features the model predicts after the last action and the goal image's features,
 
     a*_{1:H} = argmin_a  E(P(E(x_t), s_t, a_{1:H})[H], E(x_goal)),
 
-execute a*_1 only, observe, and plan again (warm-started from the rest of the plan). With
+execute a*_1 only, observe, and plan again (warm-started from the rest of the plan). An optional
+control cost `action_cost` lambda adds lambda * mean_{h,j} |a_{h,j}| to the energy, the action
+penalty of model-predictive control (the control-cost term of MPPI, Williams et al. 2017): where
+the model predicts no real gain from moving, as once the goal is reached under a joint-position
+controller whose zero action holds the pose, the planner then stays put instead of following the
+model's small errors away from the goal. With
 `context_frames` T0 > 1 the context is the last T0 frames and the actions between them, which
 show the predictor the motion a single frame does not (velocities, under torque control).
 
@@ -138,10 +143,13 @@ class PlanningPolicy:
     """Receding-horizon planning with a world model: plan H steps minimising the model's energy to
     the goal, execute the first action, replan (the module docstring has the equation)."""
 
-    def __init__(self, model: PlanningModel, planner: Planner, seed: int = 0, context_frames: int = 1):
+    def __init__(self, model: PlanningModel, planner: Planner, seed: int = 0, context_frames: int = 1, action_cost: float = 0.0):
         if context_frames > 1 and not hasattr(model, "stack_context"):
             raise PlanningSetupError(f"context_frames={context_frames}: the model plans from one frame (it has no stack_context)")
+        if action_cost < 0:
+            raise PlanningSetupError(f"action_cost must be >= 0, got {action_cost}")
         self.model, self.planner, self.seed, self.context_frames = model, planner, seed, context_frames
+        self.action_cost = action_cost
         self.goal_features: Tensor | None = None
         self.contexts: list = []  # the latest observations' contexts, oldest first (at most context_frames)
         self.actions: list[np.ndarray] = []  # the actions taken between them
@@ -155,7 +163,10 @@ class PlanningPolicy:
     def energy_fn(self, context: Any):
         def energy(action_sequences: Tensor) -> Tensor:  # (N, H, A) -> (N,)
             predicted = self.model.rollout(context, action_sequences)  # (N, H, ...)
-            return self.model.energy(predicted[:, -1], self.goal_features)
+            energy = self.model.energy(predicted[:, -1], self.goal_features)
+            if not self.action_cost:
+                return energy
+            return energy + self.action_cost * action_sequences.abs().mean(dim=(1, 2)).to(energy)
 
         return energy
 
@@ -201,25 +212,32 @@ class EpisodeResult:
     success: bool | None  # the task's criterion at the end (None: image-only goal)
     errors: dict[str, float] = field(default_factory=dict)  # all true-state errors at the end
     initial_distance: float | None = None
+    closest_distance: float | None = None  # the smallest true-state distance after any action
+    reached_step: int | None = None  # the first step after which the task's criterion held (None: never, or an image-only goal)
 
 
 def run_goal_episode(env, goal: Goal, policy: GoalPolicy, steps: int | None = None) -> EpisodeResult:
     """Start from the goal's seeded state and act for `steps` (default: the task's episode length)
     or until the env ends the episode (gym-pusht ends one when the block covers its own fixed
-    target); score the final state against the goal."""
+    target). The true state is scored after every action: at the end (`success`,
+    `final_distance`) and at its best along the way (`reached_step`, `closest_distance`)."""
     task, size = goal.task, goal.image.shape[0]
     observation = task.start(env, goal)
     policy.reset(goal)
     initial = task.errors(env, goal)
-    frames, actions = [render_frame(env, size)], []
-    for _ in range(steps or task.episode_steps):
+    frames, actions, distances, reached_step, errors = [render_frame(env, size)], [], [], None, initial
+    for step in range(1, (steps or task.episode_steps) + 1):
         action = np.asarray(policy(frames[-1], observation), dtype=env.action_space.dtype)
         observation, _, terminated, truncated, _ = env.step(action)
         frames.append(render_frame(env, size))
         actions.append(action)
+        errors = task.errors(env, goal)
+        if "distance" in errors:
+            distances.append(errors["distance"])
+        if reached_step is None and task.succeeded(errors):
+            reached_step = step
         if terminated or truncated:
             break
-    errors = task.errors(env, goal)
     return EpisodeResult(
         frames=np.stack(frames),
         actions=np.stack(actions) if actions else np.zeros((0, *env.action_space.shape), env.action_space.dtype),
@@ -227,6 +245,8 @@ def run_goal_episode(env, goal: Goal, policy: GoalPolicy, steps: int | None = No
         success=task.succeeded(errors),
         errors=errors,
         initial_distance=initial.get("distance"),
+        closest_distance=min(distances) if distances else None,
+        reached_step=reached_step,
     )
 
 
@@ -238,13 +258,17 @@ def feature_distance(model: PlanningModel, frame: np.ndarray, goal: Goal) -> flo
 
 
 def summarize(results: Sequence[EpisodeResult]) -> dict:
-    """Success rate and mean final distance over episodes (None where they are not defined)."""
-    successes = [result.success for result in results if result.success is not None]
+    """Success rates at the end and at any step (`reach_rate`), and the mean final and closest
+    distances, over episodes (None where they are not defined)."""
+    scored = [result for result in results if result.success is not None]
     distances = [result.final_distance for result in results if result.final_distance is not None]
+    closest = [result.closest_distance for result in results if result.closest_distance is not None]
     return {
         "episodes": len(results),
-        "success_rate": float(np.mean(successes)) if successes else None,
+        "success_rate": float(np.mean([result.success for result in scored])) if scored else None,
+        "reach_rate": float(np.mean([result.reached_step is not None for result in scored])) if scored else None,
         "mean_final_distance": float(np.mean(distances)) if distances else None,
+        "mean_closest_distance": float(np.mean(closest)) if closest else None,
     }
 
 

@@ -193,6 +193,11 @@ def test_planning_with_an_oracle_reaches_goals_random_actions_do_not(reacher):
     planned_summary, random_summary = summarize(planned), summarize(random)
     assert planned_summary["success_rate"] >= 5 / 6 and random_summary["success_rate"] <= 1 / 6
     assert planned_summary["mean_final_distance"] < 0.25 * random_summary["mean_final_distance"]
+    for result in planned + random:  # reached at some step: whenever held at the end, and never closer than the closest
+        assert result.closest_distance <= result.final_distance
+        assert (result.reached_step is not None) == (result.closest_distance < REACHER_SUCCESS_DISTANCE)
+        assert not result.success or result.reached_step is not None
+    assert planned_summary["reach_rate"] >= planned_summary["success_rate"]
     assert all(result.initial_distance > 3 * REACHER_SUCCESS_DISTANCE for result in planned)
 
 
@@ -235,6 +240,21 @@ def test_the_planning_energy_is_the_model_distance_to_the_goal_features(small_re
     actions = torch.zeros(3, 2, 2)
     expected = (model.model.rollout(context[0], actions, states=context[1])[:, -1] - goal_features).abs().mean(dim=(-2, -1))
     torch.testing.assert_close(policy.energy_fn(context)(actions), expected)
+
+
+def test_the_action_cost_adds_lambda_times_the_mean_absolute_action(small_reacher):
+    goal = goal_task_for("Reacher-v5").make_goal(small_reacher, seed=2, size=MODEL_SIZE)
+    model = as_planning_model(tiny_vjepa_ac())
+    low, high = action_bounds(small_reacher)
+    plain, costed = (PlanningPolicy(model, make_planner("cem", low, high, horizon=3), action_cost=cost) for cost in (0.0, 0.5))
+    for policy in (plain, costed):
+        policy.reset(goal)
+    observation = goal.task.start(small_reacher, goal)
+    context = model.encode_observation(frame_tensor(render_frame(small_reacher, MODEL_SIZE)), torch.from_numpy(observation).float())
+    actions = torch.tensor([[[0.0, 0.0]] * 3, [[0.4, -0.2]] * 3])  # hold; mean |a| 0.3
+    torch.testing.assert_close(costed.energy_fn(context)(actions) - plain.energy_fn(context)(actions), torch.tensor([0.0, 0.15]))
+    with pytest.raises(ValueError, match="action_cost must be >= 0"):
+        PlanningPolicy(model, make_planner("cem", low, high), action_cost=-1.0)
 
 
 def test_planning_from_several_frames_rolls_out_after_the_frames_and_actions_seen(small_reacher):
@@ -283,13 +303,14 @@ def test_reverie_plan_runs_end_to_end_and_writes_a_gif_and_json(tmp_path, capsys
     flags = ["--episodes", "2", "--steps", "3", "--horizon", "2", "--samples", "8", "--iterations", "2"]
     assert main(["plan", str(folder), "--env", "Reacher-v5", "--goal-from-env", *flags, "--baseline", "random", "--gif", str(gif), "--json", str(report_path)]) == 0
     printed = capsys.readouterr().out
-    assert "planned: success" in printed and "random: success" in printed and "distance < 0.02" in printed
+    assert "planned: success at the end" in printed and "reached at some step" in printed and "distance < 0.02" in printed
     report = json.loads(report_path.read_text())
     assert report["frame_size"] == MODEL_SIZE and report["task"]["success_thresholds"] == {"distance": REACHER_SUCCESS_DISTANCE}
     for name in ("planned", "random"):
         summary, episodes = report["policies"][name]["summary"], report["policies"][name]["episodes"]
         assert [episode["goal_seed"] for episode in episodes] == [0, 1] and all(episode["steps"] == 3 for episode in episodes)
-        assert 0 <= summary["success_rate"] <= 1 and summary["mean_final_distance"] > 0
+        assert 0 <= summary["success_rate"] <= summary["reach_rate"] <= 1 and summary["mean_final_distance"] > 0
+        assert all(episode["closest_distance"] <= episode["final_distance"] for episode in episodes)
     with Image.open(gif) as image:
         assert image.n_frames >= 2
     assert sorted(os.listdir(gif.parent)) == ["plan.gif", "plan.json"]
