@@ -14,7 +14,8 @@ off-screen renderer wants one env per process):
 4. posttrain: the action-conditioned predictor on the recorded episodes, over the frozen encoder
    (`reverie train configs/quickstart/vjepa_ac.yaml`), then export it;
 5. plan: CEM in the predictor's feature space toward held-out goal images (seeds the recordings
-   never used), and random actions on the same goals (`reverie plan --goal-from-env`);
+   never used), and random actions on the same goals (`reverie plan --goal-from-env`), in two
+   processes side by side on halves of the goals, merged into `plan/plan.json`;
 6. report: `summary.json` and `report.md` with loss curves and the planning GIF.
 
 A stage whose outputs exist is skipped when the command is run again, so a stopped quickstart
@@ -36,7 +37,7 @@ from typing import Callable
 
 from rich.console import Console
 
-from reverie.quickstart_report import write_report, write_unlabeled_videos
+from reverie.quickstart_report import merge_plan_parts, write_report, write_unlabeled_videos
 
 ENV_ID = "reverie/ReacherJoints-v0"
 FPS = 10  # the env's control rate: one frame per action
@@ -51,11 +52,12 @@ class Scale:
     video_episodes: int  # of the random ones, also written as unlabeled mp4 for pretraining
     pretrain_steps: int
     posttrain_steps: int
-    plan_episodes: int
+    plan_episodes: int  # held-out goals, split evenly over `plan_workers` processes run side by side
     horizon: int
     samples: int
     iterations: int
     context_frames: int = 1  # plan from the last K frames and the actions between them
+    plan_workers: int = 2  # `reverie plan` processes at once, one per CPU core (each one torch thread)
     size: int = 64  # frame side in px
     success_distance: float = 0.05  # m, fingertip to goal fingertip: a quarter of the arm's reach
     goal_seed: int = 100_000  # held-out goals: recorded episodes use seeds below this
@@ -70,7 +72,7 @@ SCALES = {
         video_episodes=120,
         pretrain_steps=1000,
         posttrain_steps=1200,
-        plan_episodes=20,
+        plan_episodes=40,
         horizon=8,
         samples=48,
         iterations=3,
@@ -82,6 +84,7 @@ SCALES = {
         pretrain_steps=4,
         posttrain_steps=4,
         plan_episodes=2,
+        plan_workers=2,
         horizon=2,
         samples=8,
         iterations=1,
@@ -97,6 +100,7 @@ class Stage:
     name: str
     commands: list[list[str] | Callable[[], object]]  # command lines, or steps run in this process
     outputs: list[Path]  # all present: the stage is done (a `done` file is written when it ends)
+    parallel: bool = False  # run the command lines side by side, then the in-process steps
 
     def done(self) -> bool:
         return all(path.exists() for path in self.outputs)
@@ -149,40 +153,67 @@ def stages(out: Path, scale: Scale) -> list[Stage]:
         ),
         Stage(
             "plan",
-            [
-                reverie("plan", models / "vjepa_ac", "--env", ENV_ID, "--goal-from-env", "--episodes", scale.plan_episodes, "--seed", scale.goal_seed,
-                        "--baseline", "random", "--horizon", scale.horizon, "--samples", scale.samples, "--iterations", scale.iterations,
-                        "--context-frames", scale.context_frames,
-                        "--success-distance", scale.success_distance, "--gif", plan / "planning.gif", "--gif-episodes", 4, "--json", plan / "plan.json"),
-            ],
+            [*plan_commands(models / "vjepa_ac", plan, scale), lambda: merge_plan_parts(plan_parts(plan, scale), plan / "plan.json")],
             [plan / "plan.json", plan / "planning.gif"],
+            parallel=True,
         ),
     ]
 
 
+def plan_parts(plan: Path, scale: Scale) -> list[Path]:
+    return [plan / f"part-{worker}.json" for worker in range(scale.plan_workers)]
+
+
+def plan_commands(model: Path, plan: Path, scale: Scale) -> list[list[str]]:
+    """One `reverie plan` per worker on its own consecutive block of goal seeds; the first writes the GIF."""
+    if not 1 <= scale.plan_workers <= scale.plan_episodes:
+        raise ValueError(f"plan_workers={scale.plan_workers} must be between 1 and plan_episodes={scale.plan_episodes}")
+    share = -(-scale.plan_episodes // scale.plan_workers)
+    commands = []
+    for worker, part in enumerate(plan_parts(plan, scale)):
+        first, episodes = scale.goal_seed + worker * share, min(share, scale.plan_episodes - worker * share)
+        gif = ["--gif", plan / "planning.gif", "--gif-episodes", 4] if worker == 0 else []
+        commands.append(
+            reverie("plan", model, "--env", ENV_ID, "--goal-from-env", "--episodes", episodes, "--seed", first, "--baseline", "random",
+                    "--horizon", scale.horizon, "--samples", scale.samples, "--iterations", scale.iterations, "--context-frames", scale.context_frames,
+                    "--success-distance", scale.success_distance, *gif, "--json", part)
+        )
+    return commands
+
+
 def run_stage(stage: Stage, index: int, total: int, times: dict[str, float], log: Path) -> None:
-    """Run the stage's commands in order (each in its own process), or skip it when it is done."""
+    """Run the stage's commands in order, each command line in its own process (a parallel stage
+    starts all its command lines together, then runs its in-process steps), or skip it when it is done."""
     if stage.done():
         console.rule(f"[{index}/{total}] {stage.name}: done before, skipped")
         return
     console.rule(f"[{index}/{total}] {stage.name}")
     started = time.perf_counter()
     environment = os.environ | {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if stage.parallel:
+        run_commands(stage.name, [command for command in stage.commands if not callable(command)], environment, log)
     for command in stage.commands:
         if callable(command):
             console.print(f"{command()}", style="bold cyan")
-            continue
-        console.print(f"$ {shlex.join(['reverie', *command[3:]])}", style="bold cyan")
-        with log.open("a") as handle:
-            handle.write(shlex.join(command) + "\n")
-        result = subprocess.run(command, env=environment)
-        if result.returncode:
-            raise SystemExit(f"quickstart: stage {stage.name} failed (exit {result.returncode}): {shlex.join(command)}")
+        elif not stage.parallel:
+            run_commands(stage.name, [command], environment, log)
     for marker in stage.outputs:
         if marker.name == "done":
             marker.write_text("")
     times[stage.name] = time.perf_counter() - started
     console.print(f"{stage.name}: {times[stage.name]:.1f} s", style="green")
+
+
+def run_commands(stage: str, commands: list[list[str]], environment: dict, log: Path) -> None:
+    """Start the command lines together (each printed and logged), wait for all; stop on a failure."""
+    for command in commands:
+        console.print(f"$ {shlex.join(['reverie', *command[3:]])}", style="bold cyan")
+        with log.open("a") as handle:
+            handle.write(shlex.join(command) + "\n")
+    processes = [subprocess.Popen(command, env=environment) for command in commands]
+    for command, process in zip(commands, processes):
+        if process.wait():
+            raise SystemExit(f"quickstart: stage {stage} failed (exit {process.returncode}): {shlex.join(command)}")
 
 
 def run(out: Path, scale_name: str = "full") -> dict:

@@ -90,6 +90,20 @@ def count_lines(path: Path, status: str = "ok") -> int:
     return sum(json.loads(line).get("status") == status for line in path.read_text().splitlines() if line.strip())
 
 
+def merge_plan_parts(parts: list[Path], path: Path) -> Path:
+    """One `reverie plan --json` report from several run on consecutive blocks of goals: the first
+    part's setup, each policy's episodes in goal order (per-part summaries are dropped; the
+    quickstart's summary is computed from the episodes). Written atomically."""
+    reports = [json.loads(part.read_text()) for part in parts]
+    merged = {key: value for key, value in reports[0].items() if key != "policies"}
+    merged["seed"] = [report["seed"] for report in reports]
+    merged["policies"] = {name: {"episodes": [line for report in reports for line in report["policies"][name]["episodes"]]} for name in reports[0]["policies"]}
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(merged, indent=2))
+    os.replace(partial, path)
+    return path
+
+
 def planning_summary(plan: dict, success_distance: float) -> dict:
     """Success rates at the quickstart's threshold and at the task's strict one: reached at some
     step of the episode (the headline), and held at its end, from the true-state distances."""

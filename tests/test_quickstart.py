@@ -2,10 +2,13 @@
 V-JEPA 2-AC post-training, planning against the random baseline, the report; then a rerun that
 skips every finished stage."""
 
+import dataclasses
 import json
 import time
 
-from reverie.quickstart import run, stages, SCALES
+import pytest
+
+from reverie.quickstart import plan_commands, run, stages, SCALES
 
 
 def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
@@ -28,6 +31,8 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
     assert len(saved["final_distances"]["planned"]) == len(saved["final_distances"]["random"]) == 2
     assert all(closest <= final for name in ("planned", "random") for closest, final in zip(saved["closest_distances"][name], saved["final_distances"][name]))
     assert saved["planner"]["horizon"] == SCALES["tiny"].horizon
+    first = SCALES["tiny"].goal_seed  # two plan processes, one goal each, merged in goal order
+    assert saved["goal_seeds"] == [first, first + 1] and sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["part-0.json", "part-1.json", "plan.json", "planning.gif"]
     assert "true simulator state" in saved["success_criterion"]
 
     report = (tmp_path / "report.md").read_text()
@@ -45,3 +50,13 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
     rerun = run(tmp_path, "tiny")
     assert time.perf_counter() - started < 10  # every stage skipped; only the report is written again
     assert {name: rerun["wall_s"][name] for name in ("record", "pretrain", "plan")} == {name: saved["wall_s"][name] for name in ("record", "pretrain", "plan")}
+
+
+def test_plan_goals_are_split_into_consecutive_blocks_one_per_worker(tmp_path):
+    scale = dataclasses.replace(SCALES["full"], plan_episodes=5, plan_workers=2)
+    commands = plan_commands(tmp_path / "model", tmp_path / "plan", scale)
+    blocks = [(int(command[command.index("--seed") + 1]), int(command[command.index("--episodes") + 1])) for command in commands]
+    assert blocks == [(scale.goal_seed, 3), (scale.goal_seed + 3, 2)]
+    assert ["--gif" in command for command in commands] == [True, False]
+    with pytest.raises(ValueError, match="plan_workers=6"):
+        plan_commands(tmp_path / "model", tmp_path / "plan", dataclasses.replace(scale, plan_workers=6))
