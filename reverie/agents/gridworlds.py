@@ -110,6 +110,11 @@ class GridMaze(gym.Env):
         self._use_layout(0)
         self.state = self.start
 
+    def set_total_steps(self, steps: int) -> None:
+        """Carry a resumed run's step count over: the layout becomes the one in force after `steps` steps."""
+        self.total_steps = steps
+        self._use_layout(int(self.switch_step is not None and steps >= self.switch_step))
+
     def _use_layout(self, index: int) -> None:
         rows = self.layouts[index]
         self.walls = np.array([[cell == "#" for cell in row] for row in rows])  # (rows, cols) bool

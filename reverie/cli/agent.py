@@ -97,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"reverie agent: {out} holds another run ({'; '.join(changed)}); use --fresh or another --out", file=sys.stderr)
             return 2
         agent = agent_class.load(checkpoint)
+        if hasattr(env.unwrapped, "set_total_steps"):  # a maze that changes after so many steps goes on from the run's count
+            env.unwrapped.set_total_steps(agent.total_steps)
         print(f"resuming {args.name} from {checkpoint} after {agent.episodes} episodes")
     else:
         agent = agent_class(config, env.observation_space, env.action_space)

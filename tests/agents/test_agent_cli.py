@@ -38,6 +38,17 @@ def test_rerun_resumes_as_if_never_stopped(tmp_path):
     np.testing.assert_array_equal(load_agent(resumed / "checkpoint.safetensors").q, load_agent(straight / "checkpoint.safetensors").q)
 
 
+def test_a_resumed_run_keeps_the_changing_maze_on_its_own_step_count(tmp_path):
+    probe, straight, resumed = tmp_path / "probe", tmp_path / "straight", tmp_path / "resumed"
+    common = ["agent", "dyna_q", "--env", "reverie/BlockingMaze-v0", "planning_steps=5", "--seed", "1"]
+    assert main([*common, "episodes=3", "--out", str(probe)]) == 0
+    switch = [f"env.switch_step={load_agent(probe / 'checkpoint.safetensors').total_steps + 20}"]  # the wall moves during episode 4
+    assert main([*common, *switch, "episodes=8", "--out", str(straight)]) == 0
+    assert main([*common, *switch, "episodes=3", "--out", str(resumed)]) == 0
+    assert main([*common, *switch, "episodes=8", "--out", str(resumed)]) == 0
+    assert metrics(resumed) == metrics(straight)
+
+
 def test_agent_command_takes_env_arguments_and_steps(tmp_path):
     assert main(["agent", "dyna_q_plus", "--env", "reverie/DynaMaze-v0", "env.scale=2", "steps=300", "kappa=0.01", "--out", str(tmp_path)]) == 0
     agent = load_agent(tmp_path / "checkpoint.safetensors")
