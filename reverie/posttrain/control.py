@@ -10,10 +10,9 @@ features the model predicts after the last action and the goal image's features,
 
 execute a*_1 only, observe, and plan again (warm-started from the rest of the plan). An optional
 control cost `action_cost` lambda adds lambda * mean_{h,j} |a_{h,j}| to the energy, the action
-penalty of model-predictive control (the control-cost term of MPPI, Williams et al. 2017): where
-the model predicts no real gain from moving, as once the goal is reached under a joint-position
-controller whose zero action holds the pose, the planner then stays put instead of following the
-model's small errors away from the goal. With
+penalty of model-predictive control (the control-cost term of MPPI, Williams et al. 2017): a move
+must then buy a predicted gain larger than its cost (under a joint-position controller the zero
+action holds the pose). With
 `context_frames` T0 > 1 the context is the last T0 frames and the actions between them, which
 show the predictor the motion a single frame does not (velocities, under torque control).
 
