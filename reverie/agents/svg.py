@@ -251,11 +251,17 @@ class SVG(TaskAgentCheckpoint):
         self.model.set_normaliser(self.model_inputs(data["observations"], data["actions"]), data["next_observations"] - data["observations"])
 
     def policy_step(self, objective: Tensor, log_std: Tensor) -> None:
-        """Ascend `objective` (plus the entropy bonus) by one clipped Adam step of the policy."""
+        """Ascend `objective` (plus the entropy bonus) by one clipped Adam step of the policy. A step
+        whose gradient is not finite (a value gradient that overflowed through a long model rollout)
+        is skipped, not taken: clipping an infinite norm would write NaN into the policy. Skipped
+        steps do not count in `updates`."""
         loss = -(objective + self.config.entropy_weight * log_std.sum(-1).mean())
         self.optimizers["policy"].zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        norm = nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        if not torch.isfinite(norm):
+            self.optimizers["policy"].zero_grad()
+            return
         self.optimizers["policy"].step()
         self.updates += 1
 

@@ -103,6 +103,19 @@ def test_model_likelihood_steps_lower_the_model_loss():
     assert agent.model_loss() < before - 1 and np.mean(losses[-50:]) < np.mean(losses[:50])
 
 
+def test_a_policy_step_with_a_gradient_that_overflowed_is_skipped():
+    agent, _ = make_agent()
+    before = [parameter.detach().clone() for parameter in agent.policy.parameters()]
+    mean, log_std = agent.policy(torch.ones(4, 3))
+    agent.policy_step((mean * torch.tensor(float("inf"))).sum(), log_std)  # an infinite gradient
+    assert agent.updates == 0
+    for parameter, old in zip(agent.policy.parameters(), before):
+        torch.testing.assert_close(parameter.detach(), old)
+    mean, log_std = agent.policy(torch.ones(4, 3))
+    agent.policy_step(mean.sum(), log_std)  # a finite one is taken
+    assert agent.updates == 1 and all(torch.isfinite(parameter).all() for parameter in agent.policy.parameters())
+
+
 @pytest.mark.parametrize("variant", ["svg_1", "svg_inf"])
 def test_train_lowers_model_loss_and_checkpoint_round_trips(tmp_path, variant):
     agent, env = make_agent(variant=variant, seed=2)
