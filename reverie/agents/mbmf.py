@@ -45,7 +45,7 @@ from einops import repeat
 from torch import Tensor, nn
 
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
@@ -254,7 +254,7 @@ class MBMF(TaskAgentCheckpoint):
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = {f"generator.{name}": generator.get_state().numpy() for name, generator in self.generators.items()}
+        arrays = generator_arrays(self.generators)
         arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
         for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
             arrays.update({prefix + name: value for name, value in buffer.state_dict().items()})
@@ -263,8 +263,7 @@ class MBMF(TaskAgentCheckpoint):
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        for name, generator in self.generators.items():
-            generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+        load_generator_arrays(self.generators, arrays)
         self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
         for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
             buffer.load_state_dict({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})

@@ -47,7 +47,7 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
@@ -285,7 +285,7 @@ class MBPO(TaskAgentCheckpoint):
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = {f"generator.{name}": generator.get_state().numpy() for name, generator in self.generators.items() if name != "sac"}
+        arrays = generator_arrays(self.generators, skip=("sac",))  # the SAC learner saves its own stream
         arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
         arrays["model_loss"] = np.array([self.model_loss], np.float64)
         arrays["elites"] = np.array(self.elites, np.int64)
@@ -299,9 +299,7 @@ class MBPO(TaskAgentCheckpoint):
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        for name, generator in self.generators.items():
-            if name != "sac":
-                generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+        load_generator_arrays(self.generators, arrays, skip=("sac",))
         self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
         self.model_loss = float(arrays["model_loss"][0])
         self.elites = arrays["elites"].tolist()

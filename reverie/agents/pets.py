@@ -40,7 +40,7 @@ from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
 from reverie.agents.envs import ModelTask, model_task
-from reverie.agents.registry import AGENTS, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
+from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 from reverie.posttrain.planners import Planner, make_planner
@@ -230,7 +230,7 @@ class PETS(TaskAgentCheckpoint):
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = {f"generator.{name}": generator.get_state().numpy() for name, generator in self.generators.items()}
+        arrays = generator_arrays(self.generators)
         arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
         arrays.update(self.replay.state_dict())
         if self.planner._warm_mean is not None:
@@ -241,8 +241,7 @@ class PETS(TaskAgentCheckpoint):
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        for name, generator in self.generators.items():
-            generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+        load_generator_arrays(self.generators, arrays)
         self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
         self.replay.load_state_dict(arrays)
         self.planner.reset()

@@ -50,7 +50,7 @@ from torch.utils.checkpoint import checkpoint
 
 from reverie.agents.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
 from reverie.agents.gp import ExactGP, GPPosterior, squared_exponential
-from reverie.agents.registry import AGENTS, read_checkpoint, write_checkpoint
+from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
 
@@ -360,7 +360,7 @@ class PILCO:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = {f"generator.{name}": generator.get_state().numpy() for name, generator in self.generators.items()}
+        arrays = generator_arrays(self.generators)
         arrays["counters"] = np.array([self.episodes, self.total_steps, self.policy_evaluations], np.int64)
         arrays.update(self.replay.state_dict())
         if self.policy is not None:
@@ -370,8 +370,7 @@ class PILCO:
         return arrays
 
     def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        for name, generator in self.generators.items():
-            generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+        load_generator_arrays(self.generators, arrays)
         self.episodes, self.total_steps, self.policy_evaluations = arrays["counters"].tolist()
         self.replay.load_state_dict(arrays)
         if self.policy is not None:

@@ -81,6 +81,19 @@ def load_optimizer_arrays(optimizer: torch.optim.Optimizer, arrays: dict[str, np
     optimizer.load_state_dict(state)
 
 
+def generator_arrays(generators: dict[str, torch.Generator], skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The states of named random streams as arrays `generator.{name}`, except those in `skip`
+    (streams a part saves itself, e.g. its SAC learner's)."""
+    return {f"generator.{name}": generator.get_state().numpy() for name, generator in generators.items() if name not in skip}
+
+
+def load_generator_arrays(generators: dict[str, torch.Generator], arrays: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> None:
+    """Restore the states `generator_arrays(generators, skip)` wrote."""
+    for name, generator in generators.items():
+        if name not in skip:
+            generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
+
+
 class TaskAgentCheckpoint:
     """`save` and `load` for an agent of a flat continuous task, built as
     `cls(config, observation_space, action_space, task=task_id)`: the checkpoint holds
