@@ -14,7 +14,7 @@ TORCH_INDEX ?=
 SYSTEM_PACKAGES := ffmpeg libegl1 libegl-mesa0 libgl1-mesa-dri slurm-wlm munge
 
 $(BIN)/reverie: pyproject.toml
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || printf "%s " $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing $$missing"; \
 	  $$( [ $$(id -u) -eq 0 ] || echo sudo ) sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing" >/dev/null; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
