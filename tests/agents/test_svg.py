@@ -57,17 +57,23 @@ def test_at_data_keeps_values_and_passes_gradients():
     assert value.item() == 5.0 and parameter.grad.item() == 4.0
 
 
-def test_svg_inf_gradient_is_the_derivative_of_the_model_return():
+@pytest.mark.parametrize("window", [0, 4])
+def test_svg_inf_gradient_is_the_derivative_of_the_model_return(window):
     """On a trajectory the model generated itself, the backpropagated value gradient equals the
-    finite-difference derivative of the return of re-running model and policy with the same noise."""
-    agent, env = make_agent(variant="svg_inf")
+    finite-difference derivative of the return of re-running model and policy with the same noise;
+    with a backprop window, each block of `window` steps is re-run from the trajectory's own state
+    at the block's start."""
+    agent, env = make_agent(variant="svg_inf", backprop_window=window)
     agent.train(env, episodes=1)
     generator = torch.Generator().manual_seed(0)
     horizon, policy_noise, model_noise = 15, torch.randn(15, 1, generator=generator), torch.randn(1, 15, 3, generator=generator)
+    recorded: dict = {}
 
     def model_return() -> tuple[torch.Tensor, dict]:
         state, total, rows = torch.as_tensor(agent.replay.observations[:1]), 0.0, {"observations": [], "actions": [], "next_observations": []}
         for step in range(horizon):
+            if recorded and window and step % window == 0:
+                state = recorded["observations"][step : step + 1]
             action = agent.policy.act(state, policy_noise[step])
             next_state = model_step(agent.model, agent.task, state, action, model_noise[:, step : step + 1])[0]
             total = total + agent.config.discount**step * agent.task.reward_fn(state, action, next_state)
@@ -78,6 +84,7 @@ def test_svg_inf_gradient_is_the_derivative_of_the_model_return():
 
     with torch.no_grad():
         _, trajectory = model_return()
+    recorded.update(trajectory)
     weight = agent.policy.net[-1].weight
     agent.config.grad_clip, agent.config.entropy_weight = 1e9, 0.0
     before = {name: value.clone() for name, value in agent.policy.state_dict().items()}
@@ -135,10 +142,11 @@ def test_train_lowers_model_loss_and_checkpoint_round_trips(tmp_path, variant):
         observation, *_ = env.step(action)
 
 
-def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
-    straight, _ = make_agent(seed=5)
+@pytest.mark.parametrize("changes", [{}, {"variant": "svg_inf", "backprop_window": 25}])
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path, changes):
+    straight, _ = make_agent(seed=5, **changes)
     straight_rows = straight.train(gym.make(PENDULUM), episodes=2)
-    first, _ = make_agent(seed=5)
+    first, _ = make_agent(seed=5, **changes)
     first.train(gym.make(PENDULUM), episodes=1)
     resumed = load_agent(first.save(tmp_path / "svg.safetensors"))
     resumed_rows = resumed.train(gym.make(PENDULUM), episodes=2)
