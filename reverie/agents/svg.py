@@ -40,7 +40,10 @@ policies and cancels in w. An optional `entropy_weight` adds the pre-squash entr
 objective (0 by default, as in the paper), and `min_log_std` floors the pre-squash log std: left
 free, SVG(1)'s policy narrows until almost every replayed action is improbable under it (on the
 pendulum, log std -4 after 15 episodes, and 2% of a minibatch with w > 0.1), which starves the
-weighted value and policy steps of data.
+weighted value and policy steps of data. `mean_penalty` subtracts c |m(s)|^2 from the objective:
+where the pre-squash mean has run far out (|m| about 15 on SVG(inf)'s pendulum), tanh' is about
+1e-13, the action sits at its bound, the value gradient through it is nil, and only the penalty
+brings the mean back to where the squash has a slope.
 """
 
 from __future__ import annotations
@@ -88,6 +91,7 @@ class SVGConfig:
     grad_clip: float = 10.0  # max gradient norm of a policy step
     entropy_weight: float = 0.0
     min_log_std: float = -5.0  # floor of the policy's pre-squash log std
+    mean_penalty: float = 0.0  # weight of the squared pre-squash mean, subtracted from the objective
     replay_capacity: int = 100_000
     seed: int = 0
 
@@ -258,12 +262,14 @@ class SVG(TaskAgentCheckpoint):
         data = {name: torch.as_tensor(array) for name, array in self.replay.arrays().items()}
         self.model.set_normaliser(self.model_inputs(data["observations"], data["actions"]), data["next_observations"] - data["observations"])
 
-    def policy_step(self, objective: Tensor, log_std: Tensor) -> None:
-        """Ascend `objective` (plus the entropy bonus) by one clipped Adam step of the policy. A step
-        whose gradient is not finite (a value gradient that overflowed through a long model rollout)
-        is skipped, not taken: clipping an infinite norm would write NaN into the policy. Skipped
-        steps do not count in `updates`."""
-        loss = -(objective + self.config.entropy_weight * log_std.sum(-1).mean())
+    def policy_step(self, objective: Tensor, states: Tensor) -> None:
+        """Ascend `objective`, plus the entropy bonus and minus the mean penalty at `states`, by one
+        clipped Adam step of the policy. A step whose gradient is not finite (a value gradient that
+        overflowed through a long model rollout) is skipped, not taken: clipping an infinite norm
+        would write NaN into the policy. Skipped steps do not count in `updates`."""
+        mean, log_std = self.policy(states)
+        regulariser = self.config.entropy_weight * log_std.sum(-1).mean() - self.config.mean_penalty * (mean**2).sum(-1).mean()
+        loss = -(objective + regulariser)
         self.optimizers["policy"].zero_grad()
         loss.backward()
         norm = nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
@@ -296,7 +302,7 @@ class SVG(TaskAgentCheckpoint):
         self.value.requires_grad_(False)
         returns = self.task.reward_fn(states, policy_actions, predicted) + continues * self.value(predicted).squeeze(-1)  # (E, B)
         self.value.requires_grad_(True)
-        self.policy_step((weights * returns).mean(), self.policy(states)[1])
+        self.policy_step((weights * returns).mean(), states)
 
     def svg_inf_update(self, trajectory: dict[str, Tensor]) -> None:
         """Alg. 1: backpropagate the real trajectory's discounted return through model and policy."""
@@ -314,7 +320,7 @@ class SVG(TaskAgentCheckpoint):
             total = total + discount * self.task.reward_fn(state, action, next_state)  # (E, 1)
             discount *= self.config.discount
             state = next_state
-        self.policy_step(total.mean() / len(states), self.policy(states)[1])
+        self.policy_step(total.mean() / len(states), states)
 
     # -- the loop --------------------------------------------------------------------------------
 

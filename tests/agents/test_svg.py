@@ -113,14 +113,30 @@ def test_model_likelihood_steps_lower_the_model_loss():
 def test_a_policy_step_with_a_gradient_that_overflowed_is_skipped():
     agent, _ = make_agent()
     before = [parameter.detach().clone() for parameter in agent.policy.parameters()]
-    mean, log_std = agent.policy(torch.ones(4, 3))
-    agent.policy_step((mean * torch.tensor(float("inf"))).sum(), log_std)  # an infinite gradient
+    mean, _ = agent.policy(torch.ones(4, 3))
+    agent.policy_step((mean * torch.tensor(float("inf"))).sum(), torch.ones(4, 3))  # an infinite gradient
     assert agent.updates == 0
     for parameter, old in zip(agent.policy.parameters(), before):
         torch.testing.assert_close(parameter.detach(), old)
-    mean, log_std = agent.policy(torch.ones(4, 3))
-    agent.policy_step(mean.sum(), log_std)  # a finite one is taken
+    mean, _ = agent.policy(torch.ones(4, 3))
+    agent.policy_step(mean.sum(), torch.ones(4, 3))  # a finite one is taken
     assert agent.updates == 1 and all(torch.isfinite(parameter).all() for parameter in agent.policy.parameters())
+
+
+def test_mean_penalty_pulls_a_saturated_mean_back_where_tanh_has_a_slope():
+    """At a pre-squash mean of 15 the action sits at its bound and tanh' is about 1e-13: the value
+    gradient through it is nil, and only the penalty moves the mean back."""
+    states = torch.ones(4, 3)
+    moved = {}
+    for penalty in (0.0, 1e-3):
+        agent, _ = make_agent(mean_penalty=penalty)
+        with torch.no_grad():
+            agent.policy.net[-1].bias[0] = 15.0
+            before = agent.policy(states)[0].mean().item()
+        for _ in range(50):
+            agent.policy_step(agent.policy.act(states, torch.zeros(4, 1)).sum(), states)
+        moved[penalty] = agent.policy(states)[0].mean().item() - before
+    assert abs(moved[0.0]) < 1e-3 and moved[1e-3] < -0.05, moved
 
 
 @pytest.mark.parametrize("variant", ["svg_1", "svg_inf"])
