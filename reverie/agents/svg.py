@@ -115,7 +115,7 @@ def at_data(value: Tensor, data: Tensor) -> Tensor:
 class SquashedGaussianPolicy(nn.Module):
     """a = centre + half_range * tanh(m(s) + std(s) * eta), eta ~ N(0, I), for actions in [low, high]."""
 
-    def __init__(self, observation_dim: int, low: Tensor, high: Tensor, hidden: int, layers: int, min_log_std: float = -5.0):
+    def __init__(self, observation_dim: int, low: Tensor, high: Tensor, hidden: int, layers: int, min_log_std: float):
         super().__init__()
         self.net = mlp(observation_dim, 2 * len(low), hidden, layers)
         self.min_log_std = min_log_std

@@ -184,17 +184,22 @@ def test_agent_command_runs_svg(tmp_path):
     assert agent.episodes == 1 and agent.config.variant == "svg_inf" and agent.updates == 1
 
 
+def pendulum_run(config: SVGConfig, steps: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """Train on Pendulum-v1 for `steps` steps: (episode returns, their 10-episode running means)."""
+    torch.set_num_threads(1)
+    env = gym.make(PENDULUM)
+    agent = SVG(config, env.observation_space, env.action_space)
+    returns = np.array([row["return"] for row in agent.train(env, steps=steps)])
+    return returns, np.convolve(returns, np.ones(10) / 10, mode="valid")
+
+
 @pytest.mark.slow
 def test_svg_1_learns_the_pendulum_swing_up():
     """SVG(1)-ER's claim at small scale: it learns the swing-up within 20k real steps (100 episodes).
     The benchmark's settings (policy_lr 1e-3, log-std floor -1, seed 0), 20k steps: about 5 CPU
     minutes. Measured (benchmarks/results/svg.json): the 10-episode mean first reaches -200 at step
     8.0k, and the last 10 episodes average -145; random and early policies score -1000 to -1700."""
-    torch.set_num_threads(1)
-    env = gym.make(PENDULUM)
-    agent = SVG(SVGConfig(policy_lr=1e-3, min_log_std=-1.0, seed=0), env.observation_space, env.action_space)
-    returns = np.array([row["return"] for row in agent.train(env, steps=20_000)])
-    ten_episode_means = np.convolve(returns, np.ones(10) / 10, mode="valid")
+    returns, ten_episode_means = pendulum_run(SVGConfig(policy_lr=1e-3, min_log_std=-1.0, seed=0))
     assert ten_episode_means.max() >= -200 and returns[-10:].mean() >= -300, returns.round().tolist()
 
 
@@ -204,10 +209,6 @@ def test_svg_inf_learns_the_pendulum_swing_up():
     blocks, mean penalty 0.01, seed 2), 20k steps: about 12 CPU minutes. Measured
     (benchmarks/results/svg.json): the 10-episode mean first reaches -200 at step 12.4k, and the
     last 10 episodes average -207."""
-    torch.set_num_threads(1)
-    env = gym.make(PENDULUM)
     config = SVGConfig(variant="svg_inf", policy_lr=1e-3, updates_per_episode=10, backprop_window=25, mean_penalty=0.01, seed=2)
-    agent = SVG(config, env.observation_space, env.action_space)
-    returns = np.array([row["return"] for row in agent.train(env, steps=20_000)])
-    ten_episode_means = np.convolve(returns, np.ones(10) / 10, mode="valid")
+    returns, ten_episode_means = pendulum_run(config)
     assert ten_episode_means.max() >= -200 and returns[-10:].mean() >= -400, returns.round().tolist()
