@@ -26,7 +26,7 @@ $(BIN)/reverie: pyproject.toml
 venv: $(BIN)/reverie
 
 quickstart: venv
-	$(BIN)/python -m reverie.quickstart --out runs/quickstart
+	$(BIN)/python -m reverie.recipes.quickstart --out runs/quickstart
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -27,9 +27,7 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,12 +38,12 @@ from pathlib import Path
 import av
 
 from reverie.pipelines.decoders import DECODERS, available_decoders
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo, probe
+from common import DATA, generated_once, machine, write_json
 from reverie.pipelines.synthetic import SHOT_SOURCES, make_shots
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "benchmarks" / ".data"
 RESULT = ROOT / "benchmarks" / "results" / "ingest.json"
 V2D_VENV = DATA / "venv-v2d"
 REVERIE = Path(sys.executable).parent / "reverie"  # the CLI of the venv running this script
@@ -71,18 +69,13 @@ SHOTS_PER_VIDEO = 4  # so shot-cut detection has cuts to find
 
 
 def make_reference_set(videos: int, seconds: float, workers: int) -> Path:
-    """Generate the inputs once; a finished set is renamed into place, so a killed run leaves none."""
-    folder = DATA / f"inputs-{videos}x{seconds:g}s"
-    if folder.is_dir():
-        return folder
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    print(f"generating {videos} videos of {seconds:g} s into {folder} (once) ...", flush=True)
-    with ThreadPoolExecutor(workers) as pool:  # each job is an ffmpeg process
-        list(pool.map(lambda index: make_reference_video(partial, index, seconds), range(videos)))
-    partial.rename(folder)
-    return folder
+    """Generate the inputs once (`common.generated_once`)."""
+
+    def make(partial: Path) -> None:
+        with ThreadPoolExecutor(workers) as pool:  # each job is an ffmpeg process
+            list(pool.map(lambda index: make_reference_video(partial, index, seconds), range(videos)))
+
+    return generated_once(DATA / f"inputs-{videos}x{seconds:g}s", make, f"{videos} videos of {seconds:g} s")
 
 
 def make_reference_video(folder: Path, index: int, seconds: float) -> Path:
@@ -291,15 +284,6 @@ def version(package: str) -> str | None:
         return None
 
 
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": models[0] if models else platform.processor(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-    }
 
 
 def versions() -> dict:
@@ -396,11 +380,6 @@ def print_table(results: dict, summary: dict) -> None:
     print(f"floor: {summary['ffmpeg_floor']}; fastest decoder: {summary['fastest_decoder']}")
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 def parse_args() -> argparse.Namespace:

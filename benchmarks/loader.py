@@ -20,10 +20,8 @@ Everything lands in benchmarks/results/loader.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import shutil
 import sys
 import time
 from functools import partial
@@ -33,31 +31,28 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from reverie.pipelines.clip_tensors import as_tensor
+from reverie.shards.clip_tensors import as_tensor
 from reverie.pipelines.clips import ClipSpec
 from reverie.pipelines.decoders import DECODERS, DEFAULT_DECODER
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.ingest import IngestConfig, run_ingest
-from reverie.pipelines.loader import ClipDataset, ClipLoader
+from reverie.shards.loader import ClipDataset, ClipLoader
 from reverie.pipelines.probe import probe
+from common import DATA, generated_once, write_json
 from reverie.pipelines.synthetic import make_sample_set
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "benchmarks" / ".data"
 RESULT = ROOT / "benchmarks" / "results" / "loader.json"
 MB = 1e6
 
 
 def make_inputs(args: argparse.Namespace) -> Path:
-    """Generate the source videos once; a finished set is renamed into place."""
-    folder = DATA / f"loader-inputs-{args.videos}x{args.seconds:g}s"
-    if not folder.is_dir():
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        print(f"generating {args.videos} videos of {args.seconds:g} s into {folder} (once) ...", flush=True)
-        make_sample_set(partial, count=args.videos, seconds=args.seconds, size=(480, 270))
-        partial.rename(folder)
-    return folder
+    """Generate the source videos once (`common.generated_once`)."""
+    return generated_once(
+        DATA / f"loader-inputs-{args.videos}x{args.seconds:g}s",
+        lambda partial: make_sample_set(partial, count=args.videos, seconds=args.seconds, size=(480, 270)),
+        f"{args.videos} videos of {args.seconds:g} s",
+    )
 
 
 def ingest(folder: Path, spec: ClipSpec, args: argparse.Namespace) -> Path:
@@ -146,11 +141,6 @@ def run_all(folder: Path, shard_dirs: dict[str, Path], spec: ClipSpec, args: arg
     return inputs, results
 
 
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(partial, path)
 
 
 def parse_args() -> argparse.Namespace:

@@ -10,7 +10,7 @@ when there is a GPU):
   encodes per step) and in batches;
 - predictor: imagined frames per second, `rollout` of N candidate sequences over H steps with the
   KV cache (N x H frames per call);
-- planning: seconds per action of receding-horizon CEM (`reverie.posttrain.control.PlanningPolicy`)
+- planning: seconds per action of receding-horizon CEM (`reverie.planning.control.PlanningPolicy`)
   at the quickstart's settings and at the planner's defaults (H 8, N 256, 6 iterations).
 
 Writes benchmarks/results/planning.json.
@@ -32,14 +32,13 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from common import ROOT, RESULTS, write_json
 from reverie.nn.model_folder import MODELS, load_model_folder
-from reverie.posttrain.control import PlanningPolicy, as_planning_model
-from reverie.posttrain.goals import Goal, GoalTask
-from reverie.posttrain.planners import make_planner
-from reverie.quickstart import SCALES
+from reverie.planning.control import PlanningPolicy, as_planning_model
+from reverie.planning.goals import Goal, GoalTask
+from reverie.planning.planners import make_planner
+from reverie.recipes.quickstart import SCALES
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = ROOT / "configs" / "quickstart"
 ACTION_LOW, ACTION_HIGH = -0.25, 0.25  # reverie/ReacherJoints-v0's joint-angle steps (rad)
 
@@ -148,7 +147,7 @@ def main() -> None:
         results["devices"]["cuda"] = measure(model.to("cuda"), size, torch.device("cuda"))
         print(f"cuda: {json.dumps(results['devices']['cuda'])}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    write_json(args.out, results)
     print(f"-> {args.out}")
 
 

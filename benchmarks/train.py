@@ -27,13 +27,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from common import ROOT, RESULTS, write_json
 from reverie.nn.model_folder import MODELS
-from reverie.pipelines.shards import ShardWriter
+from reverie.shards.writer import ShardWriter
 from reverie.training.config import load_config
 from reverie.training.trainer import fit
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}  # dense, per GPU
 GPU_SETTINGS = {
     "fp32": ["trainer.precision=32-true", "trainer.strategy=auto", "trainer.compile=false"],
@@ -141,10 +140,7 @@ def main() -> None:
         "results": results,
     }
     out = RESULTS / ("train_gpu.json" if on_gpu else "train_cpu.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".tmp")
-    partial.write_text(json.dumps(payload, indent=2) + "\n")
-    partial.replace(out)
+    write_json(out, payload)
     print(f"wrote {out}")
 
 

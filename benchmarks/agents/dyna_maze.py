@@ -20,6 +20,7 @@ benchmarks/results/dyna_maze.png.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import json
 import os
@@ -33,10 +34,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-import reverie.agents.gridworlds  # noqa: F401  (registers the mazes)
+import reverie.envs  # noqa: F401  (registers the mazes)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.registry import AGENTS
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 FIG_8_2 = {"alpha": 0.1, "epsilon": 0.1, "gamma": 0.95}
 CHANGING = {"alpha": 1.0, "epsilon": 0.1, "gamma": 0.95, "planning_steps": 10}
 KAPPA = 1e-3

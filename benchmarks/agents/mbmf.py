@@ -29,6 +29,7 @@ table and drawn to benchmarks/results/mbmf.png.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -38,11 +39,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reverie import results_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.mbmf import MBMF, MBMFConfig
 from reverie.agents.mbmf_finetune import FinetuneConfig, imitate, ppo_from_policy
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 ENV_ID = "HalfCheetah-v5"
 METHODS = ("mb", "mbmf", "ppo")
 BUDGETS = {  # name: (budget, steps at which the table reads the curves)
@@ -112,7 +114,7 @@ def results_name(budget_name: str) -> str:
 
 def update_results(change: Callable[[dict], None], budget_name: str = "full") -> dict:
     """Apply `change` to mbmf.json (mbmf_mini.json, ...), shared safely with other processes."""
-    return results_file.update_results(RESULTS / f"{results_name(budget_name)}.json", change)
+    return common.update_results(RESULTS / f"{results_name(budget_name)}.json", change)
 
 
 def return_at(run: dict, step: int) -> float | None:

@@ -24,6 +24,7 @@ processes); the figure is printed as a table and drawn to benchmarks/results/mbp
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -33,10 +34,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reverie import results_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.mbpo import MBPO, MBPOConfig
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 ENV_ID = "InvertedPendulum-v5"
 CLAIM = 900.0  # the issue's bar, within the step budget
 PUBLISHED = "MBPO about 1000 within a few thousand steps (Fig. 2, read off the curve)"
@@ -106,8 +108,8 @@ def run_sac(seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to mbpo.json, shared safely with other processes (`reverie.results_file`)."""
-    return results_file.update_results(RESULTS / "mbpo.json", change)
+    """Apply `change` to mbpo.json, shared safely with other processes (`benchmarks/common.py`)."""
+    return common.update_results(RESULTS / "mbpo.json", change)
 
 
 def first_step_at(run: dict, level: float) -> int | None:

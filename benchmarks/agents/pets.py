@@ -23,6 +23,7 @@ processes); the figure is printed as a table and drawn to benchmarks/results/pet
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -32,10 +33,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reverie import results_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.pets import PETS, PETSConfig
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 TASKS = {  # name: (env id, trial length, best return, published PETS figure)
     "cartpole": ("reverie/CartpoleSwingup-v0", 200, 200.0, "PE-TS about 180 of 200 within 15 trials (Fig. 3, read off the curve)"),
     "reacher": ("Reacher-v5", 50, 0.0, "not in the paper (its reacher is a 7-DoF arm in 3D)"),
@@ -68,8 +70,8 @@ def run_sac(env_id: str, trials: int, trial_length: int, seed: int) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to pets.json, shared safely with other processes (`reverie.results_file`)."""
-    return results_file.update_results(RESULTS / "pets.json", change)
+    """Apply `change` to pets.json, shared safely with other processes (`benchmarks/common.py`)."""
+    return common.update_results(RESULTS / "pets.json", change)
 
 
 def first_trial_at(returns: list[float], level: float) -> int | None:
@@ -119,7 +121,7 @@ def print_chart(summary: dict, width: int = 24) -> None:
         print(f"\n{task}: mean return per trial")
         print(" " * 13 + "".join(f"{method:>8s} {'':{width}s}"[: width + 9] for method in methods))
         for trial in range(max(map(len, curves.values()))):
-            print(results_file.bar_chart_row(f"  trial {trial + 1:3d}  ", [curves[method] for method in methods], trial, low, high, width))
+            print(common.bar_chart_row(f"  trial {trial + 1:3d}  ", [curves[method] for method in methods], trial, low, high, width))
 
 
 def draw(runs: dict) -> None:

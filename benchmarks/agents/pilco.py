@@ -23,6 +23,7 @@ benchmarks/results/pilco.png.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -32,19 +33,20 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-import reverie.agents.envs  # noqa: F401  (registers reverie/PilcoCartpole-v0)
-from reverie import results_file
+import reverie.envs  # noqa: F401  (registers reverie/PilcoCartpole-v0)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.pilco import PILCO, PILCOConfig
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 ENV_ID = "reverie/PilcoCartpole-v0"
 TRIAL_SECONDS = 4.0
 PUBLISHED = "swing-up and balance after about 17.5 s of interaction (cart-pole experiment)"
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to pilco.json, shared safely with other processes (`reverie.results_file`)."""
-    return results_file.update_results(RESULTS / "pilco.json", change)
+    """Apply `change` to pilco.json, shared safely with other processes (`benchmarks/common.py`)."""
+    return common.update_results(RESULTS / "pilco.json", change)
 
 
 def run_pilco(seed: int, trials: int, evaluations: int) -> None:

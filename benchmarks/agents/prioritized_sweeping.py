@@ -18,6 +18,7 @@ benchmarks/results/prioritized_sweeping.png.
 
 from __future__ import annotations
 
+import sys
 import argparse
 import json
 import math
@@ -32,10 +33,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from reverie.agents.gridworlds import greedy_path_length, shortest_path_length
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
+from reverie.envs.gridworlds import greedy_path_length, shortest_path_length
 from reverie.agents.registry import AGENTS
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 PARAMETERS = {"epsilon": 0.1, "gamma": 0.95, "planning_steps": 5}
 THETA = 1e-4
 SLACK = 1.2  # the greedy path may be this much longer than the shortest one

@@ -20,6 +20,7 @@ processes); the figure is printed as a table and drawn to benchmarks/results/svg
 
 from __future__ import annotations
 
+import sys
 import argparse
 import time
 from pathlib import Path
@@ -29,10 +30,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reverie import results_file
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
 from reverie.agents.svg import SVG, SVGConfig
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = common.RESULTS
 ENV_ID = "Pendulum-v1"
 EPISODE = 200  # steps per Pendulum-v1 episode
 SOLVED = -200.0  # mean return over 10 episodes taken as a held swing-up
@@ -103,8 +105,8 @@ def run_sac(steps: int, seed: int, keep: Callable[[dict], None]) -> dict:
 
 
 def update_results(change: Callable[[dict], None]) -> dict:
-    """Apply `change` to svg.json, shared safely with other processes (`reverie.results_file`)."""
-    return results_file.update_results(RESULTS / "svg.json", change)
+    """Apply `change` to svg.json, shared safely with other processes (`benchmarks/common.py`)."""
+    return common.update_results(RESULTS / "svg.json", change)
 
 
 def windowed(returns: list[float], window: int = 10) -> np.ndarray:
@@ -159,7 +161,7 @@ def print_chart(summary: dict, block: int = 5, width: int = 20) -> None:
     print(f"\nmean return per {block} episodes ({block * EPISODE} steps), seed mean")
     print(" " * 12 + "".join(f"{method[: width + 8]:>{width + 9}s}" for method in blocks))
     for index in range(max(map(len, blocks.values()))):
-        print(results_file.bar_chart_row(f"  {(index + 1) * block * EPISODE:6d} st  ", list(blocks.values()), index, low, high, width))
+        print(common.bar_chart_row(f"  {(index + 1) * block * EPISODE:6d} st  ", list(blocks.values()), index, low, high, width))
 
 
 def draw(runs: dict) -> None:

@@ -13,9 +13,9 @@ with Model-Free Fine-Tuning", ICRA. Sec. IV:
   of that normalised delta over the data set D (eq. 2, one-step form), minimised with Adam.
 - Random-shooting MPC (Sec. IV-B, eq. 3): at every real step, K action sequences of length H are
   drawn at random, rolled through the model from the current state, and scored by the task's known
-  reward r(s_t, a_t, s_{t+1}) (`reverie.agents.envs.MODEL_TASKS`) summed over the horizon; the first
+  reward r(s_t, a_t, s_{t+1}) (`reverie.envs.model_tasks.MODEL_TASKS`) summed over the horizon; the first
   action of the best sequence is taken and the search starts over at the next step. The shared
-  CEM (`reverie.posttrain.planners`) with one iteration and one elite is exactly this search; its
+  CEM (`reverie.planning.planners`) with one iteration and one elite is exactly this search; its
   samples are Gaussian around the box centre and clipped to the box, with std `sample_std` times
   the box's half-width, where the paper draws them uniformly. On HalfCheetah-v5, whose reward
   charges 0.1 |a|^2, a std of 0.3 did better than 0.5 or 1: after 5 random episodes, MPC episodes
@@ -44,11 +44,11 @@ import torch
 from einops import repeat
 from torch import Tensor, nn
 
-from reverie.agents.envs import ModelTask, model_task
+from reverie.envs.model_tasks import ModelTask, model_task
 from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
-from reverie.posttrain.planners import Planner, make_planner
+from reverie.planning.planners import Planner, make_planner
 
 
 @dataclass

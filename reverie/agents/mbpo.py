@@ -25,7 +25,7 @@ each SAC batch takes a share `real_ratio` of real transitions and the rest from 
   far from fitted while D_env is small, and SAC then learns from its errors: on InvertedPendulum
   (benchmark settings, seed 0) 5 epochs per retrain gave a return of 139 after 5k steps, 40 gave 1000 at 4.2k.
 - Rewards and terminations of model transitions come from the task's known functions
-  (`reverie.agents.envs.MODEL_TASKS`), where the paper's model also predicts the reward.
+  (`reverie.envs.model_tasks.MODEL_TASKS`), where the paper's model also predicts the reward.
 - The policy learner is `reverie.agents.sac` (twin Q, Polyak targets, learned temperature).
 
 Defaults are the paper's InvertedPendulum settings (k = 1, M = 400, G = 20, real ratio 0.05,
@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.agents.envs import model_task
+from reverie.envs.model_tasks import model_task
 from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import FIELDS, ReplayBuffer
@@ -110,7 +110,7 @@ def sample_members(ensemble: ProbabilisticEnsemble, inputs: Tensor, members: Ten
 
 @AGENTS.register("mbpo")
 class MBPO(TaskAgentCheckpoint):
-    """MBPO for a flat continuous task with a known reward (`reverie.agents.envs.MODEL_TASKS`)."""
+    """MBPO for a flat continuous task with a known reward (`reverie.envs.model_tasks.MODEL_TASKS`)."""
 
     registry_name = "mbpo"
     config_class = MBPOConfig

@@ -4,7 +4,7 @@
 Dynamics Models", NeurIPS. The agent alternates (Alg. 1):
 
 1. act in the environment for one trial, by model-predictive control: at every step, the CEM
-   (`reverie.posttrain.planners`) searches action sequences a_{t:t+H} for the lowest cost, the
+   (`reverie.planning.planners`) searches action sequences a_{t:t+H} for the lowest cost, the
    first action is taken and the rest of the plan warm-starts the next step's search;
 2. add the trial's transitions to the data set and fit the probabilistic ensemble
    (`reverie.agents.ensemble`, eq. 2) to predict s_{t+1} - s_t from (features(s_t), a_t),
@@ -19,7 +19,7 @@ P/E of a sequence's particles, so all members run at once in one batched call. T
 
     cost(a_{t:t+H}) = -(1/P) sum_p sum_tau r(s^p_tau, a_tau, s^p_{tau+1})
 
-with the task's known reward r (`reverie.agents.envs.MODEL_TASKS`); a termination test, where the
+with the task's known reward r (`reverie.envs.model_tasks.MODEL_TASKS`); a termination test, where the
 task has one, stops a particle's reward. The first `random_episodes` trials act uniformly at random.
 The defaults are the paper's cart-pole settings (plan horizon 25, 400 samples, 40 elites,
 5 iterations, 20 particles, 5 members; hidden layers of 200 swish units as in mbrl-lib, where the
@@ -39,11 +39,11 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.agents.envs import ModelTask, model_task
+from reverie.envs.model_tasks import ModelTask, model_task
 from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer
-from reverie.posttrain.planners import Planner, make_planner
+from reverie.planning.planners import Planner, make_planner
 
 PROPAGATIONS = ("ts_inf", "ts_1")
 
@@ -122,7 +122,7 @@ def trajectory_cost(
 
 @AGENTS.register("pets")
 class PETS(TaskAgentCheckpoint):
-    """PETS for a flat continuous task with a known reward (`reverie.agents.envs.MODEL_TASKS`)."""
+    """PETS for a flat continuous task with a known reward (`reverie.envs.model_tasks.MODEL_TASKS`)."""
 
     registry_name = "pets"
     config_class = PETSConfig

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from reverie.agents.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
+from reverie.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
 from reverie.agents.gp import ExactGP, GPPosterior, squared_exponential
 from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, read_checkpoint, write_checkpoint
 from reverie.agents.spaces import flat_box

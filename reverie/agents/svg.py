@@ -9,7 +9,7 @@ noise drawn from a fixed distribution, so a value can be differentiated through 
 
 The model is the shared Gaussian network of `reverie.agents.ensemble` (one member by default,
 trained on replay by its NLL, eq. 2 of PETS); the reward r(s, a) is the task's known function
-(`reverie.agents.envs.MODEL_TASKS`). Given a real transition (s, a, s'), the noises that explain it
+(`reverie.envs.model_tasks.MODEL_TASKS`). Given a real transition (s, a, s'), the noises that explain it
 are inferred: eta = (atanh((a - centre) / half_range) - m(s)) / std(s) and
 xi = (s' - s - mu(s, a)) / sigma(s, a). The value gradients are then taken along the real data:
 every state and action keeps its observed value, and only the derivatives come from the model and
@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.agents.envs import ModelTask, model_task
+from reverie.envs.model_tasks import ModelTask, model_task
 from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
 from reverie.agents.spaces import flat_box
 from reverie.agents.replay import ReplayBuffer

@@ -76,7 +76,7 @@ def differences(stored: dict, asked: dict, prefix: str = "") -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import gymnasium as gym  # loads only for this command
 
-    import reverie.agents.gridworlds  # noqa: F401  (registers the reverie/ mazes)
+    import reverie.envs  # noqa: F401  (registers the reverie/ envs)
     from reverie.agents.registry import AGENTS
 
     try:

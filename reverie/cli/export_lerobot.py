@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reverie.pipelines.lerobot_export import LeRobotExportConfig, run_lerobot_export
+from reverie.pipelines.lerobot.exporter import LeRobotExportConfig, run_lerobot_export
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

@@ -19,14 +19,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reverie.launch.sizes import parse_bytes
+from reverie.training.launch.sizes import parse_bytes
 from reverie.pipelines.clips import ClipSpec
 from reverie.pipelines.decoders import DECODERS, DEFAULT_DECODER
-from reverie.pipelines.encode import CLIP_FORMATS
+from reverie.shards.payloads import CLIP_FORMATS
 from reverie.pipelines.ingest import IngestConfig, run_ingest, save_run_config
 from reverie.pipelines.inputs import expand_inputs, read_input_list
-from reverie.pipelines.lerobot_import import LeRobotImportConfig, run_lerobot_import, split_lerobot_inputs
-from reverie.pipelines.slices import merge_slices, submit_slices
+from reverie.pipelines.lerobot.importer import LeRobotImportConfig, run_lerobot_import, split_lerobot_inputs
+from reverie.pipelines.slices import merge_slices
+from reverie.training.launch.ingest_array import submit_slices
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reverie.pipelines.inspect import contact_sheet, print_summary, summarize
+from reverie.shards.inspect import contact_sheet, print_summary, summarize
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ REGISTERING_MODULES = (
     "reverie.agents.registry",  # the agent registry; agents import when used
     "reverie.nn.model_folder",  # the model registry; models import when used
     "reverie.pipelines.decoders",
-    "reverie.posttrain.planners",
+    "reverie.planning.planners",
     "reverie.training.registry",  # tasks and data modules
 )
 

@@ -3,7 +3,7 @@
 Each episode starts from a seeded state (episode i: seed + i) and replans every step: encode the
 frame, search action sequences with CEM or MPPI for the lowest model energy to the goal image,
 execute the first action. With `--goal-from-env` the env's goal task makes a held-out goal per
-episode (`reverie.posttrain.goals`) and success is measured in the simulator's true state; with
+episode (`reverie.planning.goals`) and success is measured in the simulator's true state; with
 `--goal IMAGE` there is no true goal state, so only the model's feature distance is reported.
 `--baseline random` runs uniform random actions on the same goals.
 """
@@ -52,7 +52,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def planner_overrides(args: argparse.Namespace, low: np.ndarray, high: np.ndarray) -> dict:
     """The planner's config from the flags; unset flags keep the planner's defaults."""
-    from reverie.posttrain.planners import CEMConfig
+    from reverie.planning.planners import CEMConfig
 
     overrides = {"seed": args.seed}
     overrides |= {name: getattr(args, name) for name in ("horizon", "samples", "iterations") if getattr(args, name) is not None}
@@ -66,7 +66,7 @@ def planner_overrides(args: argparse.Namespace, low: np.ndarray, high: np.ndarra
 
 
 def model_frame_size(model, args: argparse.Namespace) -> int:
-    from reverie.posttrain.control import PlanningSetupError
+    from reverie.planning.control import PlanningSetupError
 
     size = args.size or getattr(model, "frame_size", None)
     if not size:
@@ -75,7 +75,7 @@ def model_frame_size(model, args: argparse.Namespace) -> int:
 
 
 def check_actions(model, env, args: argparse.Namespace) -> None:
-    from reverie.posttrain.control import PlanningSetupError
+    from reverie.planning.control import PlanningSetupError
 
     action_dim = getattr(getattr(model, "config", None), "action_dim", None)
     if action_dim is not None and action_dim != env.action_space.shape[0]:
@@ -83,7 +83,7 @@ def check_actions(model, env, args: argparse.Namespace) -> None:
 
 
 def make_goals(task, env, args: argparse.Namespace, size: int) -> list:
-    from reverie.posttrain.goals import image_goal
+    from reverie.planning.goals import image_goal
 
     seeds = [args.seed + index for index in range(args.episodes)]
     if args.goal_from_env:
@@ -92,7 +92,7 @@ def make_goals(task, env, args: argparse.Namespace, size: int) -> list:
 
 
 def run_policy(name: str, policy, env, goals: list, steps: int, model) -> tuple[list, list[dict]]:
-    from reverie.posttrain.control import feature_distance, run_goal_episode
+    from reverie.planning.control import feature_distance, run_goal_episode
 
     results, lines = [], []
     with Progress(disable=not sys.stderr.isatty()) as progress:
@@ -133,7 +133,7 @@ def describe(name: str, summary: dict, lines: list[dict]) -> str:
 
 def build_report(args: argparse.Namespace, task, steps: int, size: int, planner_config, runs: dict) -> dict:
     """What `--json` writes: the setup, and per policy its summary and episodes."""
-    from reverie.posttrain.control import summarize
+    from reverie.planning.control import summarize
 
     report = {
         "env": args.env_id,
@@ -160,8 +160,8 @@ def write_json(path: Path, report: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reverie.posttrain.control import PlanningSetupError
-    from reverie.posttrain.goals import GoalError
+    from reverie.planning.control import PlanningSetupError
+    from reverie.planning.goals import GoalError
 
     try:
         return plan(args)
@@ -174,10 +174,10 @@ def plan(args: argparse.Namespace) -> int:
     import torch
 
     from reverie.nn.model_folder import load_model_folder
-    from reverie.pipelines.envs import make_env
-    from reverie.posttrain.control import PlanningPolicy, PlanningSetupError, RandomPolicy, action_bounds, as_planning_model, write_gif
-    from reverie.posttrain.goals import goal_task_for
-    from reverie.posttrain.planners import make_planner
+    from reverie.envs.make import make_env
+    from reverie.planning.control import PlanningPolicy, PlanningSetupError, RandomPolicy, action_bounds, as_planning_model, write_gif
+    from reverie.planning.goals import goal_task_for
+    from reverie.planning.planners import make_planner
 
     if args.episodes < 1:
         raise PlanningSetupError(f"--episodes must be at least 1, got {args.episodes}")

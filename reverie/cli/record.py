@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reverie.pipelines.encode import CLIP_FORMATS
+from reverie.shards.payloads import CLIP_FORMATS
 from reverie.pipelines.record import RecordConfig, run_record
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from reverie.launch.train_job import TrainJob, submit_train_job
+from reverie.training.launch.train_job import TrainJob, submit_train_job
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from reverie.nn.model_folder import MODELS
 @dataclass
 class MLPPolicyConfig:
     observation_dim: int
-    action_space: dict  # reverie.pipelines.episodes.describe_space
+    action_space: dict  # reverie.shards.episodes.describe_space
     hidden: list[int] = field(default_factory=lambda: [64, 64])
 
 

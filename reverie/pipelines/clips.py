@@ -17,13 +17,13 @@ from typing import Iterator
 import numpy as np
 
 from reverie.pipelines.decoders import DECODERS
-from reverie.pipelines.encode import encode_clip
+from reverie.shards.payloads import encode_clip
 from reverie.pipelines.errors import VideoDecodeError
 from reverie.pipelines.filters import clip_hash, motion_score
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.scenes import CutDetector
-from reverie.pipelines.shards import TarWriter
+from reverie.shards.writer import TarWriter
 
 
 # Stated durations can be off by a little; a file that ends earlier than this is reported truncated.

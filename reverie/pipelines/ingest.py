@@ -26,10 +26,10 @@ from pebble import ProcessExpired, ProcessPool
 from reverie.pipelines.clips import ClipSpec, ingest_file, input_key
 from reverie.pipelines.errors import VideoDecodeError
 from reverie.pipelines.filters import DedupIndex
-from reverie.pipelines.manifest import read_manifest
+from reverie.shards.manifest import read_manifest
 from reverie.pipelines.probe import probe
 from reverie.pipelines.progress import IngestProgress
-from reverie.pipelines.sink import ShardSink
+from reverie.shards.sink import ShardSink
 
 
 @dataclass(frozen=True)

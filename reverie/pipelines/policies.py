@@ -60,7 +60,7 @@ def reacher(env, rng: np.random.Generator) -> Policy:
 def reacher_joints(env, rng: np.random.Generator) -> Policy:
     """Step the joint angles (the observation) toward an inverse-kinematics pose on the target, read
     from the simulator, with the elbow branch drawn per episode; up to the env's largest step, with noise."""
-    from reverie.posttrain.goals import reacher_arm_angles
+    from reverie.envs.reacher_arm import reacher_arm_angles
 
     largest = float(env.action_space.high[0])
     elbow_sign = rng.choice([-1.0, 1.0])

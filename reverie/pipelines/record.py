@@ -12,15 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from rich.progress import Progress
 
-from reverie.pipelines.envs import frame_rate, make_env
-from reverie.pipelines.episodes import Episode, describe_space, episode_samples
-from reverie.pipelines.geometry import FrameGeometry
-from reverie.pipelines.manifest import read_manifest
+from reverie.envs.make import frame_rate, make_env, resize_frame
+from reverie.shards.episodes import Episode, describe_space, episode_samples
+from reverie.shards.manifest import read_manifest
 from reverie.pipelines.policies import flat_state, make_policy
-from reverie.pipelines.sink import ShardSink
+from reverie.shards.sink import ShardSink
 
 
 @dataclass(frozen=True)
@@ -42,15 +40,6 @@ class RecordConfig:
 def env_slug(env_id: str) -> str:
     """An env id usable inside a webdataset key (no dots or slashes)."""
     return re.sub(r"[^A-Za-z0-9-]+", "-", env_id)
-
-
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """Short side to `size`, aspect kept (even sizes), as ingestion does with `--keep-aspect`."""
-    height, width = frame.shape[:2]
-    geometry = FrameGeometry.fit(width, height, size, keep_aspect=True)
-    if (geometry.width, geometry.height) == (width, height):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((geometry.width, geometry.height), Image.BILINEAR))
 
 
 def play_episode(env, policy, seed: int, size: int, max_steps: int | None) -> dict[str, list]:

@@ -14,7 +14,7 @@ differentiating through them; loss = L_tf + rollout_weight * L_ro. Rollouts in t
 recorded states, as the paper's code does; imagined rollouts for planning advance them by
 `state_update`.
 
-Planning (`reverie.posttrain.planners`) minimises the paper's energy, the mean L1 distance between
+Planning (`reverie.planning.planners`) minimises the paper's energy, the mean L1 distance between
 the features predicted at the end of an action sequence and the goal frame's features:
 `energy(rollout(context, actions)[:, -1], encode_goal(goal_frame))`.
 

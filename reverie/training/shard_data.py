@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import lightning as L
 
-from reverie.pipelines.loader import ClipDataset, ClipLoader
-from reverie.pipelines.sample_order import Source, as_source
+from reverie.shards.loader import ClipDataset, ClipLoader
+from reverie.shards.sample_order import Source, as_source
 from reverie.training.registry import DATAMODULES
 
 

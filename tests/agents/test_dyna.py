@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reverie.agents.dyna import DynaQ, DynaQConfig, DynaQPlus, DynaQPlusConfig
-from reverie.agents.gridworlds import greedy_path_length
+from reverie.envs.gridworlds import greedy_path_length
 from reverie.agents.prioritized_sweeping import PrioritizedSweeping, PrioritizedSweepingConfig
 from reverie.agents.registry import AGENTS, load_agent
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.agents.envs import model_task
+from reverie.envs.model_tasks import model_task
 from reverie.agents.mbmf import MBMF, MBMFConfig, ResidualDynamics, shooting_cost
 from reverie.agents.mbmf_finetune import FinetuneConfig, GaussianMLPPolicy, behavioural_cloning, copy_into_sb3_actor, imitate, ppo_from_policy
 from reverie.agents.registry import load_agent

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.agents.envs import ModelTask
+from reverie.envs.model_tasks import ModelTask
 from reverie.agents.pets import PETS, PETSConfig, particle_members, propagate, trajectory_cost
 from reverie.agents.registry import load_agent
 from reverie.cli.main import main

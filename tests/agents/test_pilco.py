@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.agents.envs import MODEL_TASKS
-from reverie.agents.envs.pilco_cartpole import integrate, pilco_cartpole_model_input
+from reverie.envs.model_tasks import MODEL_TASKS
+from reverie.envs.pilco_cartpole import integrate, pilco_cartpole_model_input
 from reverie.agents.gp import ExactGP, squared_exponential
 from reverie.agents.pilco import PILCO, PILCO_TASKS, PILCOConfig, PILCOModel, RBFPolicy, append_sin_cos
 from reverie.agents.registry import load_agent

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from reverie.agents.dyna import DynaQ, DynaQConfig
-from reverie.agents.gridworlds import greedy_path_length, shortest_path_length
+from reverie.envs.gridworlds import greedy_path_length, shortest_path_length
 from reverie.agents.prioritized_sweeping import PrioritizedSweeping, PrioritizedSweepingConfig
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from reverie.agents.envs import model_task
+from reverie.envs.model_tasks import model_task
 from reverie.agents.registry import load_agent
 from reverie.agents.svg import SVG, SVGConfig, at_data, infer_model_noise, model_step
 from reverie.cli.main import main

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from reverie.pipelines.decoders import DECODERS, available_decoders
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import probe
 from reverie.pipelines.synthetic import make_video
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from reverie.pipelines.decoders import DECODERS
 from reverie.pipelines.filters import HASH_BITS, DedupIndex, clip_hash, frame_phash, motion_score
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import probe
 from reverie.pipelines.synthetic import make_video
 

@@ -19,10 +19,10 @@ from reverie.pipelines import ingest as ingest_module
 from reverie.pipelines.clips import ClipSpec
 from reverie.pipelines.decoders import DECODERS
 from reverie.pipelines.decoders.pyav_decoder import PyAVDecoder
-from reverie.pipelines.encode import decode_mp4
+from reverie.shards.payloads import decode_mp4
 from reverie.pipelines.ingest import IngestConfig, run_ingest
-from reverie.pipelines.manifest import ManifestAppender, read_manifest
-from reverie.pipelines.shards import ShardWriter
+from reverie.shards.manifest import ManifestAppender, read_manifest
+from reverie.shards.writer import ShardWriter
 from reverie.pipelines.synthetic import make_sample_set
 
 SPEC = ClipSpec(clip_frames=8, size=64, clip_format="npy", min_duration=1.0, min_motion=0.002)

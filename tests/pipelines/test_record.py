@@ -9,11 +9,12 @@ import webdataset as wds
 
 from reverie.nn.model_folder import save_model_folder
 from reverie.nn.policies import MLPPolicy, MLPPolicyConfig
-from reverie.pipelines.envs import make_env
-from reverie.pipelines.episodes import describe_space
-from reverie.pipelines.manifest import read_manifest
-from reverie.pipelines.record import RecordConfig, resize_frame, run_record
-from reverie.pipelines.shards import ShardWriter
+from reverie.envs.make import make_env
+from reverie.shards.episodes import describe_space
+from reverie.shards.manifest import read_manifest
+from reverie.envs.make import resize_frame
+from reverie.pipelines.record import RecordConfig, run_record
+from reverie.shards.writer import ShardWriter
 
 ENVS = ["CartPole-v1", "Reacher-v5", "gym_pusht/PushT-v0", "ALE/Pong-v5"]
 

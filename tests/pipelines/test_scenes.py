@@ -1,7 +1,7 @@
 import numpy as np
 
 from reverie.pipelines.decoders import DECODERS
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import probe
 from reverie.pipelines.scenes import CutDetector, hsv
 from reverie.pipelines.synthetic import SHOT_SOURCES, make_shots

@@ -7,7 +7,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo
 from reverie.registry import Registry
 

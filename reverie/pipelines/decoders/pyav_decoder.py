@@ -13,7 +13,7 @@ import numpy as np
 
 from reverie.pipelines.decoders.base import DECODERS
 from reverie.pipelines.errors import VideoDecodeError
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from reverie.pipelines.decoders.base import DECODERS, crop, sample_times
 from reverie.pipelines.errors import VideoDecodeError
-from reverie.pipelines.geometry import FrameGeometry
+from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo
 
 BATCH = 32

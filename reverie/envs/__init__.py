@@ -1,0 +1,28 @@
+"""reverie's gymnasium environments, registered when `reverie.envs` is first imported.
+
+Entry points are strings, so registering imports no simulator; an env's module loads when the env
+is made. `make_env` (`reverie.envs.make`) imports this package, and so does every module that
+makes one of these envs:
+
+- `reverie/DynaMaze-v0`, `reverie/BlockingMaze-v0`, `reverie/ShortcutMaze-v0`: the grid mazes of
+  Sutton & Barto ch. 8 (`gridworlds`);
+- `reverie/CartpoleSwingup-v0`: the continuous cart-pole swing-up of PETS [9] (`cartpole_swingup`);
+- `reverie/PilcoCartpole-v0`: PILCO's cart-pole swing-up [3] (`pilco_cartpole`);
+- `reverie/ReacherJoints-v0`: MuJoCo's Reacher arm under a joint-position controller
+  (`reacher_joints`), the quickstart's robot.
+"""
+
+import gymnasium as gym
+
+ENVS = {  # id: (entry point, gym.register keywords)
+    "reverie/DynaMaze-v0": ("reverie.envs.gridworlds:dyna_maze", {}),
+    "reverie/BlockingMaze-v0": ("reverie.envs.gridworlds:blocking_maze", {}),
+    "reverie/ShortcutMaze-v0": ("reverie.envs.gridworlds:shortcut_maze", {}),
+    "reverie/CartpoleSwingup-v0": ("reverie.envs.cartpole_swingup:CartpoleSwingupEnv", {"max_episode_steps": 200}),
+    "reverie/PilcoCartpole-v0": ("reverie.envs.pilco_cartpole:PilcoCartpoleEnv", {"max_episode_steps": 40}),
+    "reverie/ReacherJoints-v0": ("reverie.envs.reacher_joints:ReacherJointsEnv", {"max_episode_steps": 50}),
+}
+
+for env_id, (entry_point, keywords) in ENVS.items():
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=entry_point, **keywords)

@@ -1,0 +1,218 @@
+"""The quickstart's own pieces beside the `reverie` commands (reverie/quickstart.py): unlabeled mp4
+videos cut from recorded episodes, and the closing `summary.json` and `report.md` with loss curves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+
+from reverie.shards.payloads import encode_mp4
+from reverie.planning.goals import REACHER_SUCCESS_DISTANCE
+
+LOSS_CURVES = {"vjepa": "V-JEPA pretraining (unlabeled video)", "vjepa_ac": "V-JEPA 2-AC post-training (episodes with actions)"}
+
+
+def recorded_episodes(shards: list[Path]) -> dict[tuple[str, int], tuple[np.ndarray, float]]:
+    """Whole episodes' frames (T, H, W, 3) uint8 and fps from recorded clips (possibly overlapping),
+    keyed by (recording folder, episode), reassembled by each clip's `step`."""
+    pieces: dict[tuple[str, int], dict[int, np.ndarray]] = defaultdict(dict)
+    rates: dict[tuple[str, int], float] = {}
+    for shard in shards:
+        for sample in wds.WebDataset(str(shard), shardshuffle=False).decode():
+            meta = sample["json"]
+            episode = (shard.parent.parent.name, meta["episode"])
+            rates[episode] = meta["fps"]
+            for offset, frame in enumerate(sample["npy"]):
+                pieces[episode][meta["step"] + offset] = frame
+    return {episode: (np.stack([steps[t] for t in sorted(steps)]), rates[episode]) for episode, steps in pieces.items()}
+
+
+def write_unlabeled_videos(shards: list[Path], videos: Path, count: int) -> str:
+    """Write `count` recorded episodes (taken in turn from each recording folder) as plain mp4
+    files, frames only: video as it comes from a camera, without actions or states."""
+    episodes = recorded_episodes(shards)
+    folders = sorted({folder for folder, _ in episodes})
+    in_turn = sorted(episodes, key=lambda key: (key[1], folders.index(key[0])))[:count]
+    videos.mkdir(parents=True, exist_ok=True)
+    for folder, index in in_turn:
+        frames, fps = episodes[folder, index]
+        path = videos / f"{folder}_{index:06d}.mp4"
+        partial = path.with_name(path.name + ".tmp")
+        partial.write_bytes(encode_mp4(frames, fps))
+        os.replace(partial, path)
+    return f"wrote {len(in_turn)} episodes as mp4 videos without actions -> {videos}"
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    return {name: np.array([float(row[name]) if row[name] else np.nan for row in rows]) for name in rows[0]} if rows else {}
+
+
+def plot_losses(run_dir: Path, title: str, path: Path) -> Path | None:
+    """Every loss term of a run's metrics.csv against the step, log scale, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics_file = run_dir / "metrics.csv"
+    if not metrics_file.exists():
+        return None
+    metrics = read_metrics(metrics_file)
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    for name, values in metrics.items():
+        if name not in ("step", "lr", "samples_per_s"):
+            axes.plot(metrics["step"], values, label=name, linewidth=1.5 if name == "loss" else 0.8)
+    axes.set(xlabel="optimizer step", ylabel="L1 loss", yscale="log", title=title)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def success_rate(distances: list[float], threshold: float) -> float:
+    return float(np.mean([distance < threshold for distance in distances]))
+
+
+def count_lines(path: Path, status: str = "ok") -> int:
+    if not path.exists():
+        return 0
+    return sum(json.loads(line).get("status") == status for line in path.read_text().splitlines() if line.strip())
+
+
+def merge_plan_parts(parts: list[Path], path: Path) -> Path:
+    """One `reverie plan --json` report from several run on consecutive blocks of goals: the first
+    part's setup, each policy's episodes in goal order (per-part summaries are dropped; the
+    quickstart's summary is computed from the episodes). Written atomically."""
+    reports = [json.loads(part.read_text()) for part in parts]
+    merged = {key: value for key, value in reports[0].items() if key != "policies"}
+    merged["seed"] = [report["seed"] for report in reports]
+    merged["policies"] = {name: {"episodes": [line for report in reports for line in report["policies"][name]["episodes"]]} for name in reports[0]["policies"]}
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(json.dumps(merged, indent=2))
+    os.replace(partial, path)
+    return path
+
+
+def planning_summary(plan: dict, success_distance: float) -> dict:
+    """Success rates at the quickstart's threshold and at the task's strict one: reached at some
+    step of the episode (the headline), and held at its end, from the true-state distances."""
+    episodes = {name: policy["episodes"] for name, policy in plan["policies"].items()}
+    finals = {name: [line["final_distance"] for line in lines] for name, lines in episodes.items()}
+    closest = {name: [line["closest_distance"] for line in lines] for name, lines in episodes.items()}
+    initials = [line["initial_distance"] for line in episodes["planned"]]
+    rates = {}
+    for policy, prefix in (("planned", "plan"), ("random", "random")):
+        for suffix, threshold in (("", success_distance), ("_strict", REACHER_SUCCESS_DISTANCE)):
+            rates[f"{prefix}_success_rate{suffix}"] = success_rate(closest[policy], threshold)
+            rates[f"{prefix}_success_rate_at_end{suffix}"] = success_rate(finals[policy], threshold)
+    return {
+        "plan_success_rate": rates.pop("plan_success_rate"),
+        "random_success_rate": rates.pop("random_success_rate"),
+        "success_criterion": (
+            f"true simulator state: the fingertip (forward kinematics of MuJoCo's joint angles) comes within {success_distance} m "
+            f"of the goal image's fingertip at some step of the {plan['steps']}-step episode; held at the end is reported beside it"
+        ),
+        "success_distance": success_distance,
+        "strict_success_distance": REACHER_SUCCESS_DISTANCE,
+        **rates,
+        "plan_episodes": len(finals["planned"]),
+        "plan_steps": plan["steps"],
+        "goal_seeds": [line["goal_seed"] for line in episodes["planned"]],
+        "planner": plan["planner"],
+        "frame_size": plan["frame_size"],
+        "initial_distances": initials,
+        "final_distances": finals,
+        "closest_distances": closest,
+        "mean_initial_distance": float(np.mean(initials)),
+        "mean_final_distance": {name: float(np.mean(values)) for name, values in finals.items()},
+        "mean_closest_distance": {name: float(np.mean(values)) for name, values in closest.items()},
+    }
+
+
+def write_report(out: Path, scale_name: str, scale: dict, times: dict[str, float]) -> dict:
+    """summary.json and report.md in `out`, from the runs' files; returns the summary."""
+    plan = json.loads((out / "plan" / "plan.json").read_text())
+    curves = {name: plot_losses(out / name, title, out / f"{name}_loss.png") for name, title in LOSS_CURVES.items()}
+    recorded = {policy: count_lines(out / "episodes" / policy / "manifest.jsonl") for policy in ("random", "scripted")}
+    summary = {
+        "env": plan["env"],
+        "scale": scale_name,
+        **planning_summary(plan, scale["success_distance"]),
+        "episodes": {
+            "recorded_with_actions": sum(recorded.values()),
+            "recorded_random": recorded["random"],
+            "recorded_scripted": recorded["scripted"],
+            "unlabeled_videos": count_lines(out / "video" / "manifest.jsonl"),
+            "planning_goals": len(plan["policies"]["planned"]["episodes"]),
+        },
+        "training_steps": {"pretrain": scale["pretrain_steps"], "posttrain": scale["posttrain_steps"]},
+        "wall_s": {**times, "total": float(sum(seconds for name, seconds in times.items() if name != "report"))},
+        "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "1")),
+        "scale_settings": scale,
+        "files": {
+            "plan": "plan/plan.json",
+            "gif": "plan/planning.gif",
+            "loss_curves": {name: path.name for name, path in curves.items() if path},
+        },
+    }
+    partial = out / "summary.json.tmp"
+    partial.write_text(json.dumps(summary, indent=2))
+    os.replace(partial, out / "summary.json")
+    (out / "report.md").write_text(report_markdown(summary))
+    return summary
+
+
+def context_text(frames: int, size: int) -> str:
+    return f"the current {size} px frame" if frames == 1 else f"the last {frames} {size} px frames and the actions between them"
+
+
+def report_markdown(summary: dict) -> str:
+    planner, walls = summary["planner"], summary["wall_s"]
+    stage_rows = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in walls.items())
+    curves = "\n\n".join(f"![{name} loss]({file})" for name, file in summary["files"]["loss_curves"].items())
+    episodes = summary["episodes"]
+    return f"""# reverie quickstart: V-JEPA 2-AC planning on {summary['env']}
+
+Goal-image planning with a world model trained here from scratch, in {walls['total'] / 60:.1f} minutes of stages.
+V-JEPA was pretrained on {episodes['unlabeled_videos']} unlabeled videos (mp4, no actions, through `reverie ingest`); the action-conditioned
+predictor was post-trained over the frozen encoder on {episodes['recorded_with_actions']} recorded episodes with
+actions ({episodes['recorded_random']} random, {episodes['recorded_scripted']} noisy scripted). Planning ran on
+{summary['plan_episodes']} held-out goals (reset seeds {summary['goal_seeds'][0]}..{summary['goal_seeds'][-1]}, never recorded).
+
+**Success criterion** ({summary['success_criterion']}).
+
+| policy | reached within {summary['success_distance']} m | within {summary['success_distance']} m at the end | reached within {summary['strict_success_distance']} m (strict) | at the end, strict | mean closest distance (m) | mean final distance (m) |
+| --- | --- | --- | --- | --- | --- | --- |
+| planned (CEM on the model) | {summary['plan_success_rate']:.0%} | {summary['plan_success_rate_at_end']:.0%} | {summary['plan_success_rate_strict']:.0%} | {summary['plan_success_rate_at_end_strict']:.0%} | {summary['mean_closest_distance']['planned']:.3f} | {summary['mean_final_distance']['planned']:.3f} |
+| random actions | {summary['random_success_rate']:.0%} | {summary['random_success_rate_at_end']:.0%} | {summary['random_success_rate_strict']:.0%} | {summary['random_success_rate_at_end_strict']:.0%} | {summary['mean_closest_distance']['random']:.3f} | {summary['mean_final_distance']['random']:.3f} |
+
+Planning minus random: {100 * (summary['plan_success_rate'] - summary['random_success_rate']):+.0f} percentage points reached within
+{summary['success_distance']} m, {100 * (summary['plan_success_rate_at_end'] - summary['random_success_rate_at_end']):+.0f} held at the end. Mean distance at the start: {summary['mean_initial_distance']:.3f} m. Planner: {planner['name']} with horizon
+{planner['horizon']}, {planner['samples']} samples, {planner['iterations']} iterations, {planner.get('elites', '-')} elites,
+initial std {planner.get('init_std', planner.get('noise_std'))}, replanning every step from {context_text(planner.get('context_frames', 1), summary['frame_size'])}.
+
+![planning: goal | planned | random](plan/planning.gif)
+
+Each row: the goal image, the planned episode, the random episode on the same goal.
+
+## Loss curves
+
+{curves}
+
+## Wall time per stage (s)
+
+| stage | s |
+| --- | --- |
+{stage_rows}
+"""
