@@ -1,4 +1,5 @@
-"""List every registered component: decoders, models, agents, tokenizers."""
+"""List every registered component: decoders, models, agents, planners, goal tasks, scripted
+recording policies, training tasks and data modules."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ REGISTERING_MODULES = (
     "reverie.agents.registry",  # the agent registry; agents import when used
     "reverie.nn.model_folder",  # the model registry; models import when used
     "reverie.pipelines.decoders",
+    "reverie.pipelines.policies",  # scripted recording policies
+    "reverie.planning.goals",
     "reverie.planning.planners",
     "reverie.training.registry",  # tasks and data modules
 )

@@ -16,6 +16,11 @@ negative predicted return of a dynamics ensemble or latent model (PETS [9] Chua 
   the plan shifted by one step and padded with the prior mean as the next call's initial mean (the
   shift trick of PETS and PlaNet). `reset()` at an episode's start forgets it.
 
+A planner comes from `PLANNERS` by name: `make_planner(name, low, high, **fields)` sets its config's
+fields directly; `search_config(name, std, **settings)` builds it from planner-independent search
+settings (`Config.for_search`: CEM's std is its initial one, with an elite per 8 samples; MPPI's is
+its fixed noise), as `reverie plan` does.
+
 Both planners sample around a mean and refit it to the samples; the current mean itself is also
 evaluated, in row 0 of every batch (it takes no part in the refit, which would bias MPPI's average
 toward it). They return the lowest-energy sequence evaluated (the final mean included), so the
@@ -72,6 +77,13 @@ class PlannerConfig:
         for name, least in (("horizon", 1), ("samples", 2), ("iterations", 1)):
             value = getattr(self, name)
             _require(value >= least, f"planner {name} must be >= {least}, got {value}")
+
+    @classmethod
+    def for_search(cls, std: float, **settings: object) -> "PlannerConfig":
+        """The config from planner-independent search settings: `std`, the sampling std in action
+        units, and fields such as horizon, samples, iterations and seed; each planner says which of
+        its fields the std sets. An explicit field in `settings` wins over one derived here."""
+        raise NotImplementedError(f"{cls.__name__} does not say which of its fields the sampling std sets")
 
 
 class Planner:
@@ -196,6 +208,12 @@ class CEMConfig(PlannerConfig):
         _require(self.min_std >= 0, f"CEM min_std must be >= 0, got {self.min_std}")
         _require(0 <= self.alpha < 1, f"CEM alpha must be in [0, 1), got {self.alpha}")
 
+    @classmethod
+    def for_search(cls, std: float, **settings: object) -> "CEMConfig":
+        """The std is the initial one, and K is an eighth of the samples (32 of the default 256)."""
+        samples = settings.get("samples", cls.samples)
+        return cls(**{"init_std": std, "elites": max(1, samples // 8)} | settings)
+
 
 @PLANNERS.register("cem")
 class CEMPlanner(Planner):
@@ -233,6 +251,11 @@ class MPPIConfig(PlannerConfig):
         _require(self.temperature > 0, f"MPPI temperature must be > 0, got {self.temperature}")
         _require(self.noise_std > 0, f"MPPI noise_std must be > 0, got {self.noise_std}")
 
+    @classmethod
+    def for_search(cls, std: float, **settings: object) -> "MPPIConfig":
+        """The std is the fixed noise std."""
+        return cls(**{"noise_std": std} | settings)
+
 
 @PLANNERS.register("mppi")
 class MPPIPlanner(Planner):
@@ -267,3 +290,8 @@ def make_planner(
     """A registered planner by name, its config built from keyword overrides (e.g. `horizon=5`)."""
     planner_class = PLANNERS.get(name)
     return planner_class(planner_class.Config(**config), low, high, generator)
+
+
+def search_config(name: str, std: float, **settings: object) -> PlannerConfig:
+    """A registered planner's config from the search settings (`PlannerConfig.for_search`)."""
+    return PLANNERS.get(name).Config.for_search(std, **settings)

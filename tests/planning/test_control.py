@@ -1,14 +1,12 @@
 """Goal reaching in real environments: goal images and success in true state, the closed planning
 loop (with an oracle that rolls out the true simulator, then with a tiny V-JEPA 2-AC), seeding,
-saved-and-reloaded models, GIFs and the `reverie plan` command."""
+saved-and-reloaded models and GIFs. The `reverie plan` loop is tested in test_goal_planning.py."""
 
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
-
-import json
 
 import mujoco
 import numpy as np
@@ -17,7 +15,6 @@ import torch
 from mujoco import rollout
 from PIL import Image
 
-from reverie.cli.main import main
 from reverie.nn.model_folder import load_model_folder, save_model_folder
 from reverie.envs.make import make_env
 from reverie.planning.control import (
@@ -33,11 +30,9 @@ from reverie.planning.control import (
 from reverie.envs.reacher_arm import reacher_arm_angles, reacher_fingertip, reacher_fingertip_at
 from reverie.planning.goals import REACHER_SUCCESS_DISTANCE, goal_task_for, render_frame
 from reverie.planning.planners import make_planner
+from tiny_planning_model import ENCODER, MODEL_SIZE, PREDICTOR
 
 SIZE = 48  # px, as tiny recorded shards use
-MODEL_SIZE = 16  # px frames of the tiny V-JEPA 2-AC: patches of 8 px, 4 tokens
-ENCODER = dict(frames=2, image_size=MODEL_SIZE, patch_size=8, tubelet_size=2, embed_dim=24, depth=1, num_heads=2, predictor_dim=12, predictor_depth=1, predictor_heads=2)
-PREDICTOR = dict(action_dim=2, state_dim=10, state_update="hold", width=32, depth=2, heads=4, max_frames=8)  # Reacher: 2-d torques, 10-d observations
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -284,40 +279,3 @@ def test_write_gif_holds_short_panels_and_leaves_no_temporary_file(tmp_path):
     with Image.open(path) as gif:
         assert gif.n_frames == 5
         assert gif.size == (3 * 4 + 2 * 32, 3 * 4 + 2 * 32)  # gaps of 4 px around panels enlarged 2x
-
-
-def test_reverie_plan_runs_end_to_end_and_writes_a_gif_and_json(tmp_path, capsys):
-    goal_image = tmp_path / "goal.png"
-    env = make_env("Reacher-v5", size=MODEL_SIZE)
-    Image.fromarray(goal_task_for("Reacher-v5").make_goal(env, seed=9, size=MODEL_SIZE).image).save(goal_image)
-    env.close()
-    del env  # freed before the command makes its own
-    folder = save_model_folder(tiny_vjepa_ac(), tmp_path / "model")
-    gif, report_path = tmp_path / "out" / "plan.gif", tmp_path / "out" / "plan.json"
-    flags = ["--episodes", "2", "--steps", "3", "--horizon", "2", "--samples", "8", "--iterations", "2"]
-    assert main(["plan", str(folder), "--env", "Reacher-v5", "--goal-from-env", *flags, "--baseline", "random", "--gif", str(gif), "--json", str(report_path)]) == 0
-    printed = capsys.readouterr().out
-    assert "planned: success at the end" in printed and "reached at some step" in printed and "distance < 0.02" in printed
-    report = json.loads(report_path.read_text())
-    assert report["frame_size"] == MODEL_SIZE and report["task"]["success_thresholds"] == {"distance": REACHER_SUCCESS_DISTANCE}
-    for name in ("planned", "random"):
-        summary, episodes = report["policies"][name]["summary"], report["policies"][name]["episodes"]
-        assert [episode["goal_seed"] for episode in episodes] == [0, 1] and all(episode["steps"] == 3 for episode in episodes)
-        assert 0 <= summary["success_rate"] <= summary["reach_rate"] <= 1 and summary["mean_final_distance"] > 0
-        assert all(episode["closest_distance"] <= episode["final_distance"] for episode in episodes)
-    with Image.open(gif) as image:
-        assert image.n_frames >= 2
-    assert sorted(os.listdir(gif.parent)) == ["plan.gif", "plan.json"]
-
-    assert main(["plan", str(folder), "--env", "Reacher-v5", "--goal", str(goal_image), *flags, "--json", str(report_path)]) == 0
-    assert "success not defined for an image goal" in capsys.readouterr().out
-    episodes = json.loads(report_path.read_text())["policies"]["planned"]["episodes"]
-    assert all(episode["success"] is None and episode["final_feature_distance"] >= 0 for episode in episodes)
-
-
-def test_reverie_plan_names_what_does_not_fit(tmp_path, capsys):
-    folder = save_model_folder(tiny_vjepa_ac(), tmp_path / "model")
-    assert main(["plan", str(folder), "--env", "CartPole-v1", "--goal-from-env"]) == 1
-    assert "no goal task for CartPole-v1" in capsys.readouterr().out
-    assert main(["plan", str(tmp_path / "missing"), "--env", "Reacher-v5", "--goal-from-env"]) == 1
-    assert "not a model folder" in capsys.readouterr().out

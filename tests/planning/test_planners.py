@@ -16,7 +16,9 @@ from reverie.planning.planners import (
     MPPIConfig,
     MPPIPlanner,
     Planner,
+    PlannerConfig,
     make_planner,
+    search_config,
 )
 
 HORIZON, ACTION_DIM = 5, 3
@@ -212,3 +214,20 @@ def test_registry():
     assert {"cem", "mppi"} <= set(PLANNERS.names())
     planner = make_planner("mppi", LOW, HIGH, horizon=3, temperature=0.5)
     assert isinstance(planner, Planner) and planner.config == MPPIConfig(horizon=3, temperature=0.5)
+
+
+def test_each_config_says_which_field_the_search_std_sets():
+    assert CEMConfig.for_search(0.3) == CEMConfig(init_std=0.3, elites=32)  # an elite per 8 samples
+    assert CEMConfig.for_search(0.3, samples=100, horizon=4, seed=2) == CEMConfig(samples=100, horizon=4, seed=2, init_std=0.3, elites=12)
+    assert CEMConfig.for_search(0.3, samples=4).elites == 1
+    assert CEMConfig.for_search(0.3, samples=100, elites=5).elites == 5  # a field given wins over the derived one
+    assert MPPIConfig.for_search(0.3, iterations=2) == MPPIConfig(iterations=2, noise_std=0.3)
+    with pytest.raises(NotImplementedError, match="PlannerConfig does not say"):
+        PlannerConfig.for_search(0.3)
+
+
+def test_search_config_takes_the_planner_from_the_registry():
+    assert search_config("cem", 0.3, samples=64) == CEMConfig(samples=64, init_std=0.3, elites=8)
+    assert search_config("mppi", 0.3, samples=64) == MPPIConfig(samples=64, noise_std=0.3)
+    with pytest.raises(KeyError, match="unknown planner 'nope'; known: cem, mppi"):
+        search_config("nope", 0.3)

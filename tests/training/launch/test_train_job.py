@@ -7,7 +7,7 @@ from pathlib import Path
 
 from reverie.cli.main import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BASE = ROOT / "configs" / "autoencoder" / "base.yaml"
 
 

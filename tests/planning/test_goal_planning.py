@@ -1,0 +1,140 @@
+"""The goal-planning loop behind `reverie plan`: episodes with a tiny V-JEPA 2-AC in Reacher, the
+report and what is printed, the JSON and GIF, the planner's config from the registry, and the setup
+errors that name what does not fit."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reverie.envs.make import make_env
+from reverie.nn.model_folder import save_model_folder
+from reverie.planning.control import PlanningSetupError
+from reverie.planning.goal_planning import GoalPlanningSettings, plan_toward_goals, planner_config, summary_lines
+from reverie.planning.goals import REACHER_SUCCESS_DISTANCE, GoalError, goal_task_for
+from reverie.planning.planners import CEMConfig, MPPIConfig
+from tiny_planning_model import ENCODER, MODEL_SIZE, PREDICTOR
+
+SMALL = dict(episodes=2, steps=3, horizon=2, samples=8, iterations=2)
+LOW, HIGH = np.full(2, -1.0, np.float32), np.full(2, 1.0, np.float32)  # Reacher's torques
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The tiny model runs op by op on small tensors, where OpenMP threads only wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from reverie.posttrain.ac_predictor import VJEPAAC, VJEPAACConfig
+
+    torch.manual_seed(0)
+    return save_model_folder(VJEPAAC(VJEPAACConfig(encoder=ENCODER, **PREDICTOR)).eval(), tmp_path_factory.mktemp("planning") / "model")
+
+
+def test_planning_toward_env_goals_prints_the_summary_and_writes_the_json_and_gif(model_dir, tmp_path, capsys):
+    gif, report_path = tmp_path / "out" / "plan.gif", tmp_path / "out" / "plan.json"
+    settings = GoalPlanningSettings(model_dir, "Reacher-v5", **SMALL, baseline="random", gif_path=gif, json_path=report_path)
+    report = plan_toward_goals(settings)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == summary_lines(report) + [f"json: {report_path}", f"gif: {gif} (goal | planned | random)"]
+    assert printed[:2] == [
+        "Reacher-v5, 2 goals (from the env), 3 steps, 16 px frames",
+        "success (Reacher): distance < 0.02, at the end of the episode and at any step of it",
+    ]
+    assert printed[2].startswith("planned: success at the end") and "reached at some step" in printed[2]
+
+    assert json.loads(report_path.read_text()) == report
+    assert set(report) == {"env", "model", "goal", "task", "steps", "frame_size", "seed", "planner", "policies"}
+    assert report["frame_size"] == MODEL_SIZE and report["goal"] == "env" and report["model"] == str(model_dir)
+    assert report["task"] == {"name": "Reacher", "success_thresholds": {"distance": REACHER_SUCCESS_DISTANCE}}
+    planner_fields = {field.name for field in dataclasses.fields(CEMConfig)}
+    assert set(report["planner"]) == {"name", *planner_fields, "context_frames", "action_cost"}
+    assert report["planner"]["elites"] == 1 and report["planner"]["init_std"] == pytest.approx(0.5)  # 8 // 8; a quarter of [-1, 1]
+    for name in ("planned", "random"):
+        summary, episodes = report["policies"][name]["summary"], report["policies"][name]["episodes"]
+        assert set(summary) == {"episodes", "success_rate", "reach_rate", "mean_final_distance", "mean_closest_distance", "mean_final_feature_distance"}
+        assert [episode["goal_seed"] for episode in episodes] == [0, 1] and all(episode["steps"] == 3 for episode in episodes)
+        assert set(episodes[0]) == {
+            "goal_seed", "goal_state", "steps", "initial_distance", "final_distance", "errors", "success",
+            "closest_distance", "reached_step", "final_feature_distance",
+        }  # fmt: skip
+        assert 0 <= summary["success_rate"] <= summary["reach_rate"] <= 1 and summary["mean_final_distance"] > 0
+        assert all(episode["closest_distance"] <= episode["final_distance"] for episode in episodes)
+    with Image.open(gif) as image:
+        assert image.n_frames == 4  # the first frame and one per step
+        assert image.size == (4 + 3 * (128 + 4), 4 + 2 * (128 + 4))  # goal | planned | random, one row per episode, 16 px shown at 128
+    assert sorted(os.listdir(gif.parent)) == ["plan.gif", "plan.json"]
+
+
+def test_planning_toward_one_goal_image_reports_the_feature_distance_only(model_dir, tmp_path, capsys):
+    goal_image = tmp_path / "goal.png"
+    env = make_env("Reacher-v5", size=MODEL_SIZE)
+    Image.fromarray(goal_task_for("Reacher-v5").make_goal(env, seed=9, size=MODEL_SIZE).image).save(goal_image)
+    env.close()
+    del env  # freed before the run makes its own
+    report = plan_toward_goals(GoalPlanningSettings(model_dir, "Reacher-v5", goal_image=goal_image, **SMALL, planner="mppi", std=0.3))
+    features = report["policies"]["planned"]["summary"]["mean_final_feature_distance"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"Reacher-v5, 2 goals ({goal_image}), 3 steps, 16 px frames",
+        f"planned: success not defined for an image goal; mean final feature distance {features:.4f} (model energy)",
+    ]
+    assert report["goal"] == str(goal_image) and report["task"]["success_thresholds"] is None
+    assert report["planner"]["name"] == "mppi" and report["planner"]["noise_std"] == 0.3
+    episodes = report["policies"]["planned"]["episodes"]
+    assert all(episode["success"] is None and episode["final_feature_distance"] >= 0 for episode in episodes)
+
+
+@pytest.mark.parametrize(
+    "search, expected",
+    [
+        (dict(planner="cem"), CEMConfig(seed=0, init_std=0.5, elites=32)),
+        (
+            dict(planner="cem", seed=3, horizon=4, samples=64, iterations=2, std=0.2),
+            CEMConfig(horizon=4, samples=64, iterations=2, seed=3, init_std=0.2, elites=8),
+        ),
+        (dict(planner="cem", samples=12), CEMConfig(samples=12, seed=0, init_std=0.5, elites=1)),
+        (dict(planner="mppi"), MPPIConfig(seed=0, noise_std=0.5)),
+        (
+            dict(planner="mppi", seed=3, horizon=4, samples=64, iterations=2, std=0.2),
+            MPPIConfig(horizon=4, samples=64, iterations=2, seed=3, noise_std=0.2),
+        ),
+    ],
+)
+def test_the_planner_config_is_the_one_the_flags_always_gave(search, expected):
+    """The configs of the if-chain `reverie plan` had: the std sets CEM's init_std (with an elite
+    per 8 samples) or MPPI's noise_std, a quarter of the action range unless given."""
+    settings = GoalPlanningSettings("model", "Reacher-v5", **search)
+    assert planner_config(settings, LOW, HIGH) == expected
+
+
+def test_an_unknown_planner_fails_before_the_model_loads_and_lists_the_known_ones(tmp_path):
+    with pytest.raises(KeyError, match=r"unknown planner 'nope'; known: cem, mppi"):
+        plan_toward_goals(GoalPlanningSettings(tmp_path / "missing", "Reacher-v5", planner="nope"))
+
+
+@pytest.mark.parametrize(
+    "settings, error, message",
+    [
+        (dict(env_id="Reacher-v5", episodes=0), PlanningSetupError, "--episodes must be at least 1, got 0"),
+        (dict(env_id="Reacher-v5", baseline="zero"), PlanningSetupError, "baseline 'zero' is not one of random"),
+        (dict(env_id="CartPole-v1"), GoalError, "no goal task for CartPole-v1"),
+        (dict(env_id="Reacher-v5"), FileNotFoundError, "not a model folder"),
+    ],
+)
+def test_setup_errors_name_what_does_not_fit(tmp_path, settings, error, message):
+    with pytest.raises(error, match=message):
+        plan_toward_goals(GoalPlanningSettings(tmp_path / "missing", **settings))
