@@ -1,5 +1,5 @@
-"""V-JEPA 2-AC: action-conditioned post-training of a frozen V-JEPA encoder (Assran et al. 2025,
-"V-JEPA 2: Self-Supervised Video Models Enable Understanding, Prediction and Planning", sec. 3).
+"""V-JEPA 2-AC: action-conditioned post-training of a frozen V-JEPA encoder ([26] Assran et al.
+2025, "V-JEPA 2: Self-Supervised Video Models Enable Understanding, Prediction and Planning", sec. 3).
 
 A pretrained V-JEPA encoder E, frozen, turns each frame x_k into patch features z_k = E(x_k)
 (layer-normed). A block-causal predictor P (`reverie.posttrain.ac_transformer`) reads the features,
@@ -20,10 +20,10 @@ the features predicted at the end of an action sequence and the goal frame's fea
 
 The model folder is self-contained: its config holds the encoder's own config (`encoder`) and the
 state dict holds the frozen encoder. `encoder_folder` (a `vjepa` folder) and `init_folder` (a
-post-trained `vjepa_ac` folder to fine-tune, e.g. with LoRA) only initialise weights when the model
-is first built; the model clears them in its own config, so the folder it exports loads anywhere.
-(`reverie export` rebuilds the model from the run's config before it loads the checkpoint, so the
-encoder folder must still exist when a run is exported.)
+post-trained `vjepa_ac` folder to fine-tune, e.g. with LoRA, Hu et al. 2021: `lora_rank`) only
+initialise weights when the model is first built; the model clears them in its own config, so the
+folder it exports loads anywhere. (`reverie export` rebuilds the model from the run's config before
+it loads the checkpoint, so the encoder folder must still exist when a run is exported.)
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from torch import nn
 
 from reverie.nn.model_folder import MODELS, load_model_folder
 from reverie.nn.running_standardizer import RunningStandardizer
-from reverie.posttrain.ac_transformer import ACPredictor, Block, expand_cache, first_frames_of
+from reverie.nn.transformer import TransformerBlock
+from reverie.posttrain.ac_transformer import ACPredictor, expand_cache, first_frames_of
 from reverie.posttrain.lora import add_lora
 
 STATE_UPDATES = ("integrate", "hold")
@@ -200,7 +201,7 @@ def as_context_batch(tensor: torch.Tensor | None, batched: bool, like: torch.Ten
 class VJEPAAC(nn.Module):
     registry_name = "vjepa_ac"
     config_class = VJEPAACConfig
-    checkpoint_blocks = (Block,)
+    checkpoint_blocks = (TransformerBlock,)  # the predictor's blocks and those of the frozen encoder
 
     def __init__(self, config: VJEPAACConfig):
         super().__init__()

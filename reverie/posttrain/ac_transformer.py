@@ -1,5 +1,6 @@
-"""The action-conditioned predictor network of V-JEPA 2-AC [Assran et al. 2025, sec. 3.1]: a
-block-causal transformer over frozen per-frame encoder features.
+"""The action-conditioned predictor network of V-JEPA 2-AC ([26] Assran et al. 2025, sec. 3.1): a
+block-causal transformer (`reverie.nn.transformer.TransformerBlock`, LayerNorm eps 1e-5) over frozen
+per-frame encoder features.
 
 Frame t enters as an action token, a state token (when the data has states) and the frame's N patch
 features, each embedded by its own linear input head. Every token gets a learned embedding of its
@@ -24,45 +25,7 @@ from torch import nn
 
 from reverie.nn.attention_masks import block_causal_mask
 from reverie.nn.running_standardizer import RunningStandardizer
-
-KeyValues = tuple[torch.Tensor, torch.Tensor]
-
-
-class Attention(nn.Module):
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        if width % heads:
-            raise ValueError(f"predictor width {width} is not divisible by its {heads} heads")
-        self.heads = heads
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None, past: KeyValues | None) -> tuple[torch.Tensor, KeyValues]:
-        """tokens (B, L, C) -> (B, L, C), and the keys and values of past + these tokens."""
-        queries, keys, values = rearrange(self.qkv(tokens), "b l (three h c) -> three b h l c", three=3, h=self.heads)
-        if past is not None:
-            keys, values = torch.cat([past[0], keys], dim=2), torch.cat([past[1], values], dim=2)
-        attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)
-        return self.proj(rearrange(attended, "b h l c -> b l (h c)")), (keys, values)
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: attention, then a GELU MLP, each added to the residual stream."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
-        super().__init__()
-        hidden = int(width * mlp_ratio)
-        self.attention_norm = nn.LayerNorm(width)
-        self.attention = Attention(width, heads)
-        self.mlp_norm = nn.LayerNorm(width)
-        self.fc1 = nn.Linear(width, hidden)
-        self.fc2 = nn.Linear(hidden, width)
-
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None, past: KeyValues | None) -> tuple[torch.Tensor, KeyValues]:
-        attended, present = self.attention(self.attention_norm(tokens), mask, past)
-        tokens = tokens + attended
-        tokens = tokens + self.fc2(F.gelu(self.fc1(self.mlp_norm(tokens))))
-        return tokens, present
+from reverie.nn.transformer import KeyValues, TransformerBlock
 
 
 class ACPredictor(nn.Module):
@@ -92,7 +55,7 @@ class ACPredictor(nn.Module):
         self.conditioning_tokens = 1 + int(state_dim > 0)
         self.slot_embedding = nn.Parameter(0.02 * torch.randn(self.frame_tokens, width))
         self.time_embedding = nn.Parameter(0.02 * torch.randn(max_frames, width))
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, mlp_ratio) for _ in range(depth))
         self.out_norm = nn.LayerNorm(width)
         self.feature_out = nn.Linear(width, feature_dim)
 
@@ -137,7 +100,7 @@ class ACPredictor(nn.Module):
         mask = None if frames == 1 else block_causal_mask(frames, self.frame_tokens, past_frames, tokens.device)
         present = []
         for index, block in enumerate(self.blocks):
-            tokens, key_values = block(tokens, mask, None if past is None else past[index])
+            tokens, key_values = block(tokens, mask=mask, past=None if past is None else past[index])
             present.append(key_values)
         tokens = rearrange(self.out_norm(tokens), "b (t f) c -> b t f c", t=frames)
         predicted = self.feature_out(tokens[:, :, self.conditioning_tokens :])

@@ -1,5 +1,6 @@
-"""LoRA adapters (Hu et al. 2021) through `peft`: post-training a few low-rank matrices instead of
-a whole network, e.g. to fine-tune a post-trained predictor on a user's own robot data.
+"""LoRA adapters (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models"; not in the
+survey) through `peft`: post-training a few low-rank matrices instead of a whole network, e.g. to
+fine-tune a post-trained predictor on a user's own robot data.
 
 `add_lora` injects the adapters into a plain `nn.Module` in place (no `PeftModel` wrapper, so the
 module keeps its class and methods) and freezes everything else in that module. The state dict

@@ -1,5 +1,5 @@
 """transformers' `VJEPA2Model` encoder as a V-JEPA backbone, so that released V-JEPA 2 weights
-(Assran et al. 2025) can be trained on or used as features.
+([26] Assran et al. 2025) can be trained on or used as features.
 
 The folder is a local `save_pretrained` folder (config.json + model.safetensors); it is never looked
 up on the Hub. Only the encoder is kept: reverie's own predictor is trained beside it. The adapter

@@ -1,4 +1,5 @@
-"""Multi-block 3D masks for V-JEPA ([26] Bardes et al. 2024, section 3.2).
+"""Multi-block 3D masks of V-JEPA (Bardes et al. 2024, section 3.2), as V-JEPA 2 ([26] Assran et al.
+2025) pretrains with them.
 
 A mask set samples `num_blocks` rectangles on the spatial token grid, each of a random area
 (`spatial_scale` times the grid's area) and aspect ratio (height / width in `aspect_ratio`), and

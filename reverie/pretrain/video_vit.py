@@ -1,24 +1,26 @@
-"""The video ViT of V-JEPA ([26] Bardes et al. 2024; V-JEPA 2, Assran et al. 2025): encoder and
-narrow predictor.
+"""The video ViT of V-JEPA 2 ([26] Assran et al. 2025; V-JEPA 1: Bardes et al. 2024): encoder and
+narrow predictor, both stacks of `reverie.nn.transformer.TransformerBlock` (LayerNorm eps 1e-6).
 
 Tubelet embedding: a Conv3d with kernel = stride = (t, p, p) turns a clip (B, T, C, H, W) into
 (T/t) x (H/p) x (W/p) tokens, numbered `(t * H' + h) * W' + w`. Positions are either 3D rotary
-embeddings (V-JEPA 2: each attention head's dimensions are split into three equal groups rotated by
-the token's time, row and column index, so that q.k depends only on the offset between two
-tokens) or a learned table added to the tokens (a config switch). The encoder may see only some
-tokens (`keep`, the context of a mask); the predictor sees the encoder's context tokens, projected
-to its narrower width, plus one learned mask token at every target position, and predicts the
-encoder-width features there.
+embeddings (V-JEPA 2, `reverie.nn.rotary.Rotary3D`: each attention head's dimensions are split into
+three equal groups rotated by the token's time, row and column index, so that q.k depends only on
+the offset between two tokens) or a learned table added to the tokens (a config switch). The
+encoder may see only some tokens (`keep`, the context of a mask); the predictor sees the encoder's
+context tokens, projected to its narrower width, plus one learned mask token at every target
+position, and predicts the encoder-width features there.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-Rotation = tuple[torch.Tensor, torch.Tensor]  # cos, sin: (B, 1, K, rotated_dims / 2)
+from reverie.nn.rotary import Rotary3D
+from reverie.nn.transformer import TransformerBlock
+
+NORM_EPS = 1e-6  # V-JEPA's LayerNorms
 
 
 def token_grid(clip_shape: torch.Size | tuple[int, ...], patch_size: int, tubelet_size: int) -> tuple[int, int, int]:
@@ -55,67 +57,6 @@ def init_linear(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-class Rotary3D(nn.Module):
-    """3D RoPE: head dims [0, 3a) rotate in pairs by time, row and column (a each); the rest pass."""
-
-    def __init__(self, head_dim: int, base: float = 10000.0):
-        super().__init__()
-        self.axis_dim = 2 * ((head_dim // 3) // 2)
-        if self.axis_dim == 0:
-            raise ValueError(f"3D RoPE needs a head dimension of at least 6, not {head_dim}")
-        exponents = torch.arange(self.axis_dim // 2, dtype=torch.float32) / (self.axis_dim // 2)
-        self.register_buffer("frequencies", base**-exponents, persistent=False)
-
-    def rotation(self, coordinates: torch.Tensor) -> Rotation:
-        """(B, K, 3) token coordinates -> the (cos, sin) every attention layer applies."""
-        angles = coordinates[..., None] * self.frequencies  # (B, K, 3, a/2)
-        angles = rearrange(angles, "b k coordinate f -> b 1 k (coordinate f)")
-        return angles.cos(), angles.sin()
-
-    @staticmethod
-    def rotate(heads: torch.Tensor, rotation: Rotation) -> torch.Tensor:
-        """Rotate consecutive pairs (x_2i, x_2i+1) of (B, heads, K, head_dim) by the angles."""
-        cos, sin = rotation
-        rotated_dims = 2 * cos.shape[-1]
-        turned, passed = heads[..., :rotated_dims], heads[..., rotated_dims:]
-        even, odd = turned[..., 0::2], turned[..., 1::2]
-        turned = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-        return torch.cat([turned, passed], dim=-1)
-
-
-class Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"width {dim} does not split into {num_heads} heads")
-        self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, tokens: torch.Tensor, rotation: Rotation | None) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(tokens), "b k (three h d) -> three b h k d", three=3, h=self.num_heads)
-        if rotation is not None:
-            q, k = Rotary3D.rotate(q, rotation), Rotary3D.rotate(k, rotation)
-        mixed = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(rearrange(mixed, "b h k d -> b k (h d)"))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: attention and a GELU MLP, each added to the residual stream."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.attention_norm = nn.LayerNorm(dim, eps=1e-6)
-        self.attention = Attention(dim, num_heads)
-        self.mlp_norm = nn.LayerNorm(dim, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
-
-    def forward(self, tokens: torch.Tensor, rotation: Rotation | None = None) -> torch.Tensor:
-        tokens = tokens + self.attention(self.attention_norm(tokens), rotation)
-        return tokens + self.mlp(self.mlp_norm(tokens))
 
 
 class LearnedPositions(nn.Module):
@@ -157,8 +98,8 @@ class TubeletEmbedding(nn.Module):
 
 class FeatureNorm(nn.LayerNorm):
     """The encoder's output LayerNorm. A class of its own so that, with `TubeletEmbedding` and
-    `Block`, every encoder parameter sits in a module of those types: wrapping a model by block
-    type then splits the online and target encoders alike, and the EMA update can pair their
+    `TransformerBlock`, every encoder parameter sits in a module of those types: wrapping a model by
+    block type then splits the online and target encoders alike, and the EMA update can pair their
     parameters one to one."""
 
 
@@ -184,8 +125,8 @@ class VideoViT(nn.Module):
         learned_grid = position_grid if positions == "learned" else None
         self.embed = TubeletEmbedding(embed_dim, patch_size, tubelet_size, in_channels, learned_grid)
         self.rotary = Rotary3D(embed_dim // num_heads) if positions == "rope" else None
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth)])
-        self.norm = FeatureNorm(embed_dim, eps=1e-6)
+        self.blocks = nn.ModuleList([TransformerBlock(embed_dim, num_heads, mlp_ratio, NORM_EPS) for _ in range(depth)])
+        self.norm = FeatureNorm(embed_dim, eps=NORM_EPS)
         self.apply(init_linear)
 
     def forward(self, clip: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -197,7 +138,7 @@ class VideoViT(nn.Module):
         tokens = self.embed(clip, keep, grid)
         rotation = self.rotary.rotation(token_coordinates(keep, grid)) if self.rotary is not None else None
         for block in self.blocks:
-            tokens = block(tokens, rotation)
+            tokens, _ = block(tokens, rotation)
         return self.norm(tokens)
 
 
@@ -222,8 +163,8 @@ class Predictor(nn.Module):
         self.mask_tokens = nn.Parameter(torch.zeros(num_mask_tokens, predictor_dim))
         self.rotary = Rotary3D(predictor_dim // num_heads) if positions == "rope" else None
         self.positions = LearnedPositions(position_grid, predictor_dim) if positions == "learned" else None
-        self.blocks = nn.ModuleList([Block(predictor_dim, num_heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.LayerNorm(predictor_dim, eps=1e-6)
+        self.blocks = nn.ModuleList([TransformerBlock(predictor_dim, num_heads, mlp_ratio, NORM_EPS) for _ in range(depth)])
+        self.norm = nn.LayerNorm(predictor_dim, eps=NORM_EPS)
         self.proj = nn.Linear(predictor_dim, embed_dim)
         self.apply(init_linear)
 
@@ -247,5 +188,5 @@ class Predictor(nn.Module):
         index = torch.cat([context_index, target_index], dim=1)
         rotation = self.rotary.rotation(token_coordinates(index, grid)) if self.rotary is not None else None
         for block in self.blocks:
-            tokens = block(tokens, rotation)
+            tokens, _ = block(tokens, rotation)
         return self.proj(self.norm(tokens[:, -target_count:]))

@@ -1,10 +1,11 @@
 """V-JEPA: video representations learned by predicting features of masked tubes.
 
-[26] Bardes et al. 2024, "Revisiting Feature Prediction for Learning Visual Representations from
-Video"; V-JEPA 2: Assran et al. 2025. An encoder E sees the context x_c of a clip (the tokens a
-multi-block 3D mask leaves, `reverie.pretrain.masks`); a narrow predictor P gets E's context
-features plus a mask token at every target position and predicts the target encoder's features
-there. The target encoder is an exponential moving average of E, updated after every optimizer
+V-JEPA 2 ([26] Assran et al. 2025, "V-JEPA 2: Self-Supervised Video Models Enable Understanding,
+Prediction and Planning"), the pretraining recipe of V-JEPA 1 (Bardes et al. 2024, "Revisiting
+Feature Prediction for Learning Visual Representations from Video") at scale. An encoder E sees
+the context x_c of a clip (the tokens a multi-block 3D mask leaves, `reverie.pretrain.masks`); a
+narrow predictor P gets E's context features plus a mask token at every target position and
+predicts the target encoder's features there. The target encoder is an exponential moving average of E, updated after every optimizer
 step with a momentum m that rises from 0.998 to 1.0 over training:
 
     loss = mean over mask sets | P(E(x_c), positions_y) - sg(LN(E_target(x))_y) |_1
@@ -29,9 +30,10 @@ from einops import rearrange, repeat
 from torch import nn
 
 from reverie.nn.model_folder import MODELS
+from reverie.nn.transformer import TransformerBlock
 from reverie.pretrain.hf_backbone import HFVideoEncoder
 from reverie.pretrain.masks import LONG_RANGE, SHORT_RANGE, MaskSpec, sample_masks
-from reverie.pretrain.video_vit import Block, FeatureNorm, Predictor, TubeletEmbedding, VideoViT, gather_tokens, token_grid
+from reverie.pretrain.video_vit import FeatureNorm, Predictor, TubeletEmbedding, VideoViT, gather_tokens, token_grid
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,7 +93,7 @@ class VJEPA(nn.Module):
     # what the trainer wraps (sharding units, activation checkpointing). Every encoder parameter is
     # in one of these, so a wrapper splits the online and target encoders alike and the EMA update
     # still pairs their parameters one to one (tests/pretrain/test_vjepa.py checks it sharded).
-    checkpoint_blocks = (Block, TubeletEmbedding, FeatureNorm, HFVideoEncoder)
+    checkpoint_blocks = (TransformerBlock, TubeletEmbedding, FeatureNorm, HFVideoEncoder)
 
     def __init__(self, config: VJEPAConfig):
         super().__init__()

@@ -1,10 +1,14 @@
 """A convolutional frame autoencoder: each frame to a (c, H/2^k, W/2^k) latent map and back.
 
 The smallest real model of the stack: the training core's test model, and the per-frame spatial
-autoencoder that latent world models (World Models' V [7], Oasis' spatial autoencoder [24]) start
-from. Encoder: k stride-2 convolutions with GroupNorm and SiLU; decoder: the mirror with
-transposed convolutions; loss: mean squared error of the reconstruction, optionally plus an L1
-term. Frames come in as (B, T, C, H, W) floats in [0, 1].
+autoencoder that latent world models start from. It follows the vision model V of World Models
+([7] Ha and Schmidhuber 2018), stride-2 convolutions (kernel 4) down and transposed convolutions
+up, with two deviations: it is deterministic (no KL term and no sampling; V is a VAE) and its
+latent stays a spatial map instead of being flattened to one vector per frame, as the spatial
+autoencoder of Oasis ([24] Decart & Etched 2024) keeps it. Encoder: k stride-2 convolutions with
+GroupNorm and SiLU, then a 1x1 convolution to c channels; decoder: the mirror with transposed
+convolutions; loss: mean squared error of the reconstruction, optionally plus an L1 term. Frames
+come in as (B, T, C, H, W) floats in [0, 1].
 """
 
 from __future__ import annotations
