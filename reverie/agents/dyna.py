@@ -1,8 +1,9 @@
 """Dyna-Q and Dyna-Q+: Q-learning plus planning with a learned tabular model.
 
-[Sutton 1990] "Integrated architectures for learning, planning, and reacting based on approximating
-dynamic programming", ICML; [Sutton & Barto 2018] Reinforcement Learning: An Introduction, 2nd ed.,
-ch. 8 (the Tabular Dyna-Q box of Sec. 8.2, Dyna-Q+ in Sec. 8.3). Every real step (S, A, R, S'):
+[1] Sutton 1990, "Integrated architectures for learning, planning, and reacting based on
+approximating dynamic programming", ICML; as written in Sutton & Barto 2018 (not in the survey),
+Reinforcement Learning: An Introduction, 2nd ed., ch. 8 (the Tabular Dyna-Q box of Sec. 8.2,
+Dyna-Q+ in Sec. 8.3). Every real step (S, A, R, S'):
 
     direct RL         Q(S,A) <- Q(S,A) + alpha [R + gamma max_a Q(S',a) - Q(S,A)]
     model learning    Model(S,A) <- R, S'                          (a deterministic environment)

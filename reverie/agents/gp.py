@@ -1,5 +1,5 @@
 """Exact Gaussian processes with an SE-ARD kernel, and their predictions at a Gaussian input by
-exact moment matching, for PILCO ([4] Deisenroth & Rasmussen 2011; Deisenroth 2010, thesis,
+exact moment matching, for PILCO ([3] Deisenroth & Rasmussen 2011; Deisenroth 2010, thesis,
 ch. 2; Deisenroth, Fox & Rasmussen 2015, TPAMI, the appendix on moment matching).
 
 One GP per output dimension a, with the squared-exponential kernel

@@ -1,7 +1,7 @@
 """MB-MF, the model-based part: a residual dynamics network and random-shooting MPC with on-policy
 data aggregation.
 
-[8] Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep Reinforcement Learning
+[6] Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep Reinforcement Learning
 with Model-Free Fine-Tuning", ICRA. Sec. IV:
 
 - The dynamics model predicts the change of state (Sec. IV-A, eq. 1),
@@ -34,20 +34,18 @@ also adds Gaussian noise to its training data, which is left out here.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 from einops import repeat
 from torch import Tensor, nn
 
-from reverie.envs.model_tasks import ModelTask, model_task
-from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.base import TaskAgent, seeded
+from reverie.agents.registry import AGENTS, load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
 from reverie.agents.replay import ReplayBuffer
+from reverie.envs.model_tasks import ModelTask
+from reverie.nn.mlp import mlp
 from reverie.planning.planners import Planner, make_planner
 
 
@@ -72,9 +70,7 @@ class ResidualDynamics(nn.Module):
 
     def __init__(self, observation_dim: int, action_dim: int, hidden: int, layers: int):
         super().__init__()
-        widths = [observation_dim + action_dim] + [hidden] * layers
-        blocks = [module for a, b in zip(widths[:-1], widths[1:]) for module in (nn.Linear(a, b), nn.ReLU())]
-        self.network = nn.Sequential(*blocks, nn.Linear(widths[-1], observation_dim))
+        self.network = mlp(observation_dim + action_dim, observation_dim, hidden, layers, nn.ReLU)
         for name, size in (("input_mean", observation_dim + action_dim), ("delta_mean", observation_dim)):
             self.register_buffer(name, torch.zeros(size))
         for name, size in (("input_std", observation_dim + action_dim), ("delta_std", observation_dim)):
@@ -119,46 +115,29 @@ def shooting_cost(model: ResidualDynamics, task: ModelTask, state: Tensor, actio
 
 
 @AGENTS.register("mbmf")
-class MBMF(TaskAgentCheckpoint):
+class MBMF(TaskAgent):
     """Model-based MB-MF (Alg. 1) for a flat continuous task with a known reward."""
 
     registry_name = "mbmf"
     config_class = MBMFConfig
+    display_name = "MB-MF"
+    streams = ("plan", "fit", "act")
 
-    def __init__(self, config: MBMFConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
-        self.config = config
-        self.observation_dim = flat_box(observation_space, "MB-MF", "observation").shape[0]
-        action_space = flat_box(action_space, "MB-MF", "action")
-        self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
-        self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
-        self.random_data = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)  # D_rand
-        self.rl_data = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)  # D_RL
-        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("plan", "fit", "act"))}
+    def build_buffers(self) -> None:
+        self.random_data = ReplayBuffer(self.observation_dim, self.action_dim, self.config.replay_capacity)  # D_rand
+        self.rl_data = ReplayBuffer(self.observation_dim, self.action_dim, self.config.replay_capacity)  # D_RL
+
+    def build(self) -> None:
+        config = self.config
         self.planner: Planner = make_planner(
             "cem", self.low, self.high, self.generators["plan"], horizon=config.horizon, samples=config.samples,
             iterations=1, elites=1, alpha=0.0, init_std=config.sample_std * float((self.high - self.low).mean()) / 2,
         )  # one CEM iteration, best sample taken: random shooting
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.model = ResidualDynamics(self.observation_dim, len(self.low), config.hidden, config.layers)
+        with seeded(config.seed):
+            self.model = ResidualDynamics(self.observation_dim, self.action_dim, config.hidden, config.layers)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
-        self.task_id: str | None = None
-        self.episodes = 0
-        self.total_steps = 0
-        self.model_steps = 0  # gradient steps on f_theta
-        if task is not None:
-            self.set_task(task)
-
-    def set_task(self, task_id: str) -> None:
-        """Bind the known reward the planner scores sequences with."""
-        if self.task_id not in (None, task_id):
-            raise ValueError(f"this MB-MF agent plans for {self.task_id!r}, not {task_id!r}")
-        self.task_id, self.task = task_id, model_task(task_id)
 
     # -- acting and learning ---------------------------------------------------------------------
-
-    def random_action(self) -> np.ndarray:
-        return (self.low + (self.high - self.low) * torch.rand(len(self.low), generator=self.generators["act"])).numpy()
 
     def mpc_action(self, observation: np.ndarray) -> np.ndarray:
         """(A,) the first action of the best of K random sequences under the model; no warm start."""
@@ -172,6 +151,11 @@ class MBMF(TaskAgentCheckpoint):
         if self.episodes < self.config.random_episodes:
             return self.random_action()
         return self.mpc_action(observation)
+
+    def store(self, observation: np.ndarray, action: np.ndarray, reward: float, next_observation: np.ndarray, terminated: bool) -> None:
+        """Into D_rand while it is being collected, then into D_RL."""
+        buffer = self.random_data if self.episodes < self.config.random_episodes else self.rl_data
+        buffer.add(observation, action, reward, next_observation, terminated)
 
     def dataset(self) -> dict[str, Tensor]:
         """D_rand + D_RL as tensors: observations, actions, next_observations."""
@@ -205,67 +189,21 @@ class MBMF(TaskAgentCheckpoint):
         mpc_episodes = self.episodes - self.config.random_episodes
         return mpc_episodes >= 0 and mpc_episodes % self.config.rollouts_per_iteration == 0
 
-    def run_episode(self, env: gym.Env, steps: int | None) -> tuple[float, int, bool]:
-        """(return, steps, finished) of one episode reset with seed `config.seed + episodes`, its
-        transitions stored in D_rand or D_RL; stops early when `steps` real steps are reached."""
-        observation, _ = env.reset(seed=self.config.seed + self.episodes)
-        buffer = self.random_data if self.episodes < self.config.random_episodes else self.rl_data
-        episode_return, episode_steps, done = 0.0, 0, False
-        while not done:
-            if steps is not None and self.total_steps >= steps:
-                return episode_return, episode_steps, False
-            action = self.act(observation)
-            next_observation, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(observation, action, float(reward), next_observation, bool(terminated))
-            self.total_steps += 1
-            episode_return += float(reward)
-            episode_steps += 1
-            observation, done = next_observation, terminated or truncated
-        return episode_return, episode_steps, True
-
-    def train(
-        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
-    ) -> list[dict]:
-        """Alg. 1 until `episodes` episodes or `steps` real steps in all (counting any before a
-        resume). Returns one row per episode: episode, return, steps, total_steps, backups (model
-        gradient steps), model_loss (NaN when the episode ended without a refit), mpc (whether the
-        controller acted), seconds; `on_episode` gets each as it ends."""
-        if episodes is None and steps is None:
-            raise ValueError("train needs a budget: episodes or steps")
-        self.set_task(env.spec.id)
-        rows = []
-        while episodes is None or self.episodes < episodes:
-            started = time.perf_counter()
-            mpc = self.episodes >= self.config.random_episodes
-            episode_return, episode_steps, finished = self.run_episode(env, steps)
-            if not finished:
-                return rows
-            self.episodes += 1
-            fit = self.fit_model() if self.refit_due() else {"loss": float("nan")}
-            row = {
-                "episode": self.episodes, "return": episode_return, "steps": episode_steps, "total_steps": self.total_steps,
-                "backups": self.model_steps, "model_loss": fit["loss"], "mpc": mpc, "seconds": time.perf_counter() - started,
-            }
-            rows.append(row)
-            if on_episode is not None:
-                on_episode(row)
-        return rows
+    def end_episode(self, steps: int) -> dict:
+        """Refit when due (`refit_due`). The row adds backups (model gradient steps so far),
+        model_loss (NaN when the episode ended without a refit) and mpc (whether the controller
+        acted)."""
+        fit = self.fit_model() if self.refit_due() else {"loss": float("nan")}
+        return {"backups": self.model_steps, "model_loss": fit["loss"], "mpc": self.episodes > self.config.random_episodes}
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = generator_arrays(self.generators)
-        arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
-        for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
-            arrays.update({prefix + name: value for name, value in buffer.state_dict().items()})
-        arrays.update({f"model.{name}": value.detach().numpy() for name, value in self.model.state_dict().items()})
-        arrays.update(optimizer_arrays(self.optimizer, "adam"))
-        return arrays
+    def buffers(self) -> dict[str, ReplayBuffer]:
+        return {"random.": self.random_data, "rl.": self.rl_data}
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        load_generator_arrays(self.generators, arrays)
-        self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
-        for prefix, buffer in (("random.", self.random_data), ("rl.", self.rl_data)):
-            buffer.load_state_dict({name[len(prefix):]: value for name, value in arrays.items() if name.startswith(prefix)})
-        self.model.load_state_dict({name[len("model."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("model.")})
+    def extra_state(self) -> dict[str, np.ndarray]:
+        return module_arrays(self.model, "model") | optimizer_arrays(self.optimizer, "adam")
+
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
+        load_module_arrays(self.model, arrays, "model")
         load_optimizer_arrays(self.optimizer, arrays, "adam")

@@ -1,7 +1,7 @@
 """MB-MF, the model-free part: imitate the MPC controller with a policy network, then fine-tune that
 policy with a model-free learner.
 
-[8] Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep Reinforcement Learning
+[6] Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep Reinforcement Learning
 with Model-Free Fine-Tuning", ICRA, Sec. V:
 
 - Imitation (Sec. V-A): a Gaussian MLP policy pi_phi(a | s) = N(mu_phi(s), diag(exp(2 log_std)))

@@ -1,6 +1,6 @@
 """MBPO: model-based policy optimisation with short model rollouts branched from real states.
 
-[3] Janner et al. 2019, "When to Trust Your Model: Model-Based Policy Optimization", NeurIPS.
+[8] Janner et al. 2019, "When to Trust Your Model: Model-Based Policy Optimization", NeurIPS.
 The paper's bound (Thm. 4.3) says a model's compounding error grows with the rollout length k, so
 MBPO keeps k small and starts every rollout from a state the real policy visited. Alg. 2:
 
@@ -36,7 +36,6 @@ The benchmark (`benchmarks/agents/mbpo.py`) shrinks the networks, M and G to fit
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -45,10 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reverie.agents.base import TaskAgent, seeded
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.envs.model_tasks import model_task
-from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
-from reverie.agents.spaces import flat_box
+from reverie.agents.registry import AGENTS, load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
 from reverie.agents.replay import FIELDS, ReplayBuffer
 from reverie.agents.sac import SAC, SACConfig
 
@@ -109,50 +107,43 @@ def sample_members(ensemble: ProbabilisticEnsemble, inputs: Tensor, members: Ten
 
 
 @AGENTS.register("mbpo")
-class MBPO(TaskAgentCheckpoint):
+class MBPO(TaskAgent):
     """MBPO for a flat continuous task with a known reward (`reverie.envs.model_tasks.MODEL_TASKS`)."""
 
     registry_name = "mbpo"
     config_class = MBPOConfig
+    display_name = "MBPO"
+    streams = ("sac", "model", "fit", "rollout", "act")
+    own_streams = ("sac",)  # the SAC learner saves its own stream
 
-    def __init__(self, config: MBPOConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
-        self.config = config
-        self.observation_dim = flat_box(observation_space, "MBPO", "observation").shape[0]
-        action_space = flat_box(action_space, "MBPO", "action")
-        self.low, self.high = action_space.low.astype(np.float32), action_space.high.astype(np.float32)
-        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("sac", "model", "fit", "rollout", "act"))}
+    def build_buffers(self) -> None:
+        super().build_buffers()  # D_env
+        config = self.config
+        model_capacity = config.rollouts_per_step * config.rollout_length * config.model_retain_steps
+        self.model_replay = ReplayBuffer(self.observation_dim, self.action_dim, model_capacity)  # D_model
+
+    def build(self) -> None:
+        config = self.config
         self.rng = np.random.default_rng(config.seed)  # which stored transitions a batch or rollout takes
         sac_config = SACConfig(hidden=config.sac_hidden, layers=config.sac_layers, learning_rate=config.learning_rate, gamma=config.gamma, tau=config.tau, target_entropy=config.target_entropy)
         self.sac = SAC(sac_config, self.observation_dim, self.low, self.high, self.generators["sac"])
-        self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)  # D_env
-        model_capacity = config.rollouts_per_step * config.rollout_length * config.model_retain_steps
-        self.model_replay = ReplayBuffer(self.observation_dim, len(self.low), model_capacity)  # D_model
-        self.task_id: str | None = None
         self.ensemble: ProbabilisticEnsemble | None = None
         self.model_optimizer: torch.optim.Optimizer | None = None
         self.elites = list(range(config.elites))
-        self.episodes = self.total_steps = self.model_steps = 0
         self.model_loss = float("nan")
         self.evaluations: list[tuple[int, float]] = []  # (env steps, mean deterministic return)
-        if task is not None:
-            self.set_task(task)
+        self.eval_env: gym.Env | None = None
 
-    def set_task(self, task_id: str) -> None:
+    def build_task(self, task_id: str) -> None:
         """Bind the task's known reward and termination, and build the ensemble for its features."""
-        if self.task_id == task_id:
-            return
-        if self.task_id is not None:
-            raise ValueError(f"this MBPO agent learns {self.task_id!r}, not {task_id!r}")
-        self.task_id, self.task = task_id, model_task(task_id)
+        super().build_task(task_id)
         config = self.config
-        features = self.task.model_input(torch.zeros(self.observation_dim)).shape[-1]
         ensemble_config = EnsembleConfig(
             members=config.members, hidden=config.hidden, layers=config.layers, batch_size=config.model_batch_size,
             holdout=config.model_holdout, patience=config.model_patience,
         )
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.ensemble = ProbabilisticEnsemble(features + len(self.low), self.observation_dim, ensemble_config)
+        with seeded(config.seed):
+            self.ensemble = ProbabilisticEnsemble(self.model_features() + self.action_dim, self.observation_dim, ensemble_config)
         self.model_optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=config.model_learning_rate, weight_decay=config.model_weight_decay)
 
     # -- the model -------------------------------------------------------------------------------
@@ -210,7 +201,7 @@ class MBPO(TaskAgentCheckpoint):
     def act(self, observation: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """(A,) a uniform random action before the first model, then a sample of pi (or its mode)."""
         if self.total_steps < self.config.random_steps and not deterministic:
-            return self.low + (self.high - self.low) * torch.rand(len(self.low), generator=self.generators["act"]).numpy()
+            return self.random_action()
         return self.sac.act(torch.as_tensor(observation, dtype=torch.float32), deterministic).numpy()
 
     def policy_batch(self) -> dict[str, Tensor]:
@@ -232,83 +223,55 @@ class MBPO(TaskAgentCheckpoint):
             returns.append(total)
         return float(np.mean(returns))
 
-    def env_step(self, env: gym.Env, eval_env: gym.Env | None, observation: np.ndarray) -> tuple:
-        """One step of Alg. 2: act, store, retrain and branch every `model_every` steps, G updates."""
+    def train(
+        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
+    ) -> list[dict]:
+        """`TaskAgent.train`, with a second instance of the env for the evaluations."""
+        self.eval_env = gym.make(env.spec.id) if self.config.eval_every else None
+        return super().train(env, episodes, steps, on_episode)
+
+    def after_step(self) -> None:
+        """The rest of one step of Alg. 2: retrain and branch every `model_every` steps, G updates."""
         config = self.config
-        action = self.act(observation)
-        next_observation, reward, terminated, truncated, _ = env.step(action)
-        self.replay.add(observation, action, float(reward), next_observation, bool(terminated))
-        self.total_steps += 1
         if self.total_steps >= config.random_steps and self.total_steps % config.model_every == 0:
             self.fit_model()
             self.branch_rollouts()
         if len(self.model_replay):
             for _ in range(config.updates_per_step):
                 self.sac.update(self.policy_batch())
-        if eval_env is not None and self.total_steps % config.eval_every == 0:
-            self.evaluations.append((self.total_steps, self.evaluate(eval_env)))
-        return next_observation, float(reward), terminated or truncated
+        if self.eval_env is not None and self.total_steps % config.eval_every == 0:
+            self.evaluations.append((self.total_steps, self.evaluate(self.eval_env)))
 
-    def train(
-        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
-    ) -> list[dict]:
-        """Run episodes until `episodes` episodes or `steps` env steps in all (counting any before a
-        resume). Episode i is reset with seed `config.seed + i`. Returns one row per episode:
-        episode, return, steps, total_steps, backups (SAC updates), model_loss, eval_return (the
-        latest evaluation), seconds; `on_episode` gets each as it ends."""
-        if episodes is None and steps is None:
-            raise ValueError("train needs a budget: episodes or steps")
-        self.set_task(env.spec.id)
-        eval_env = gym.make(env.spec.id) if self.config.eval_every else None
-        rows = []
-        while episodes is None or self.episodes < episodes:
-            started = time.perf_counter()
-            observation, _ = env.reset(seed=self.config.seed + self.episodes)
-            episode_return, episode_steps, done = 0.0, 0, False
-            while not done:
-                if steps is not None and self.total_steps >= steps:
-                    return rows
-                observation, reward, done = self.env_step(env, eval_env, observation)
-                episode_return += reward
-                episode_steps += 1
-            self.episodes += 1
-            row = {
-                "episode": self.episodes, "return": episode_return, "steps": episode_steps, "total_steps": self.total_steps,
-                "backups": self.sac.updates, "model_loss": self.model_loss,
-                "eval_return": self.evaluations[-1][1] if self.evaluations else float("nan"), "seconds": time.perf_counter() - started,
-            }
-            rows.append(row)
-            if on_episode is not None:
-                on_episode(row)
-        return rows
+    def end_episode(self, steps: int) -> dict:
+        """The row adds backups (SAC updates so far), model_loss (of the latest retrain) and
+        eval_return (the latest evaluation)."""
+        latest = self.evaluations[-1][1] if self.evaluations else float("nan")
+        return {"backups": self.sac.updates, "model_loss": self.model_loss, "eval_return": latest}
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = generator_arrays(self.generators, skip=("sac",))  # the SAC learner saves its own stream
-        arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
-        arrays["model_loss"] = np.array([self.model_loss], np.float64)
-        arrays["elites"] = np.array(self.elites, np.int64)
-        arrays["evaluations"] = np.array(self.evaluations, np.float64).reshape(-1, 2)
-        arrays.update(self.replay.state_dict())
-        arrays.update({f"model_{name}": value for name, value in self.model_replay.state_dict().items()})
-        arrays.update(self.sac.state_dict())
+    def buffers(self) -> dict[str, ReplayBuffer]:
+        return {"": self.replay, "model_": self.model_replay}
+
+    def extra_state(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "model_loss": np.array([self.model_loss], np.float64),
+            "elites": np.array(self.elites, np.int64),
+            "evaluations": np.array(self.evaluations, np.float64).reshape(-1, 2),
+            **self.sac.state_dict(),
+        }
         if self.ensemble is not None:
-            arrays.update({f"ensemble.{name}": value.detach().numpy() for name, value in self.ensemble.state_dict().items()})
+            arrays.update(module_arrays(self.ensemble, "ensemble"))
             arrays.update(optimizer_arrays(self.model_optimizer, "model_adam"))
         return arrays
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        load_generator_arrays(self.generators, arrays, skip=("sac",))
-        self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.model_loss = float(arrays["model_loss"][0])
         self.elites = arrays["elites"].tolist()
         self.evaluations = [(int(steps), float(value)) for steps, value in arrays["evaluations"]]
-        self.replay.load_state_dict(arrays)
-        self.model_replay.load_state_dict({name[len("model_"):]: value for name, value in arrays.items() if name.startswith("model_replay.")})
         self.sac.load_state_dict(arrays)
         if self.ensemble is not None:
-            self.ensemble.load_state_dict({name[len("ensemble."):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith("ensemble.")})
+            load_module_arrays(self.ensemble, arrays, "ensemble")
             load_optimizer_arrays(self.model_optimizer, arrays, "model_adam")
 
     def checkpoint_fields(self) -> dict:

@@ -28,21 +28,18 @@ paper used 500).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 from einops import rearrange, repeat
 from torch import Tensor
 
+from reverie.agents.base import TaskAgent, seeded
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.envs.model_tasks import ModelTask, model_task
-from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
-from reverie.agents.spaces import flat_box
-from reverie.agents.replay import ReplayBuffer
+from reverie.agents.registry import AGENTS, load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
+from reverie.envs.model_tasks import ModelTask
 from reverie.planning.planners import Planner, make_planner
 
 PROPAGATIONS = ("ts_inf", "ts_1")
@@ -121,47 +118,31 @@ def trajectory_cost(
 
 
 @AGENTS.register("pets")
-class PETS(TaskAgentCheckpoint):
+class PETS(TaskAgent):
     """PETS for a flat continuous task with a known reward (`reverie.envs.model_tasks.MODEL_TASKS`)."""
 
     registry_name = "pets"
     config_class = PETSConfig
+    display_name = "PETS"
+    streams = ("plan", "model", "fit", "act")
 
-    def __init__(self, config: PETSConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
-        self.config = config
-        self.observation_dim = flat_box(observation_space, "PETS", "observation").shape[0]
-        action_space = flat_box(action_space, "PETS", "action")
-        self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
-        self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
-        self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)
-        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("plan", "model", "fit", "act"))}
+    def build(self) -> None:
+        config = self.config
         self.planner: Planner = make_planner(
             "cem", self.low, self.high, self.generators["plan"], horizon=config.horizon, samples=config.samples,
             iterations=config.iterations, elites=config.elites, alpha=config.alpha,
             init_std=float((self.high - self.low).mean()) / 4, return_mean=True,
         )  # init_std: the PETS code's initial variance (high - low)^2 / 16
-        self.task_id: str | None = None
         self.ensemble: ProbabilisticEnsemble | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self.episodes = 0
-        self.total_steps = 0
-        self.model_steps = 0  # ensemble gradient steps
-        if task is not None:
-            self.set_task(task)
 
-    def set_task(self, task_id: str) -> None:
+    def build_task(self, task_id: str) -> None:
         """Bind the task's known reward and build the ensemble for its model features."""
-        if self.task_id == task_id:
-            return
-        if self.task_id is not None:
-            raise ValueError(f"this PETS agent plans for {self.task_id!r}, not {task_id!r}")
-        self.task_id, self.task = task_id, model_task(task_id)
-        features = self.task.model_input(torch.zeros(self.observation_dim)).shape[-1]
+        super().build_task(task_id)
         config = self.config
         ensemble_config = EnsembleConfig(members=config.members, hidden=config.hidden, layers=config.layers, batch_size=config.batch_size, holdout=config.holdout)
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
-            self.ensemble = ProbabilisticEnsemble(features + len(self.low), self.observation_dim, ensemble_config)
+        with seeded(config.seed):
+            self.ensemble = ProbabilisticEnsemble(self.model_features() + self.action_dim, self.observation_dim, ensemble_config)
         self.optimizer = torch.optim.Adam(self.ensemble.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
     # -- acting and learning ---------------------------------------------------------------------
@@ -176,7 +157,7 @@ class PETS(TaskAgentCheckpoint):
     def act(self, observation: np.ndarray) -> np.ndarray:
         """(A,) a uniform random action during the first trials, then the CEM plan's first action."""
         if self.episodes < self.config.random_episodes:
-            return (self.low + (self.high - self.low) * torch.rand(len(self.low), generator=self.generators["act"])).numpy()
+            return self.random_action()
         self.ensemble.eval()
         return self.planner.act(self.plan_cost(observation)).numpy()
 
@@ -190,64 +171,31 @@ class PETS(TaskAgentCheckpoint):
         self.model_steps += result["steps"]
         return result
 
-    def train(
-        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
-    ) -> list[dict]:
-        """Run trials until `episodes` trials or `steps` real steps in all (counting any before a
-        resume), refitting the model after each trial. Trial i is reset with seed `config.seed + i`.
-        Returns one row per trial: episode, return, steps, total_steps, backups (model gradient
-        steps), model_loss, seconds; `on_episode` gets each as it ends."""
-        if episodes is None and steps is None:
-            raise ValueError("train needs a budget: episodes or steps")
-        self.set_task(env.spec.id)
-        rows = []
-        while episodes is None or self.episodes < episodes:
-            started = time.perf_counter()
-            observation, _ = env.reset(seed=self.config.seed + self.episodes)
-            self.planner.reset()
-            episode_return, episode_steps, done = 0.0, 0, False
-            while not done:
-                if steps is not None and self.total_steps >= steps:
-                    return rows
-                action = self.act(observation)
-                next_observation, reward, terminated, truncated, _ = env.step(action)
-                self.replay.add(observation, action, float(reward), next_observation, bool(terminated))
-                self.total_steps += 1
-                episode_return += float(reward)
-                episode_steps += 1
-                observation, done = next_observation, terminated or truncated
-            self.episodes += 1
-            fit = self.fit_model()
-            row = {
-                "episode": self.episodes, "return": episode_return, "steps": episode_steps, "total_steps": self.total_steps,
-                "backups": self.model_steps, "model_loss": fit["loss"], "seconds": time.perf_counter() - started,
-            }
-            rows.append(row)
-            if on_episode is not None:
-                on_episode(row)
-        return rows
+    def start_episode(self) -> None:
+        """A trial's first search starts cold, not from the last trial's final plan."""
+        self.planner.reset()
+
+    def end_episode(self, steps: int) -> dict:
+        """Refit the model after the trial; the row adds backups (model gradient steps so far) and
+        model_loss."""
+        fit = self.fit_model()
+        return {"backups": self.model_steps, "model_loss": fit["loss"]}
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = generator_arrays(self.generators)
-        arrays["counters"] = np.array([self.episodes, self.total_steps, self.model_steps], np.int64)
-        arrays.update(self.replay.state_dict())
+    def extra_state(self) -> dict[str, np.ndarray]:
+        arrays = {}
         if self.planner._warm_mean is not None:
             arrays["planner.warm_mean"] = self.planner._warm_mean.numpy()
         if self.ensemble is not None:
-            arrays.update({f"ensemble.{name}": value.detach().numpy() for name, value in self.ensemble.state_dict().items()})
+            arrays.update(module_arrays(self.ensemble, "ensemble"))
             arrays.update(optimizer_arrays(self.optimizer, "adam"))
         return arrays
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        load_generator_arrays(self.generators, arrays)
-        self.episodes, self.total_steps, self.model_steps = arrays["counters"].tolist()
-        self.replay.load_state_dict(arrays)
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.planner.reset()
         if "planner.warm_mean" in arrays:
             self.planner._warm_mean = torch.from_numpy(arrays["planner.warm_mean"])
         if self.ensemble is not None:
-            prefix = "ensemble."
-            self.ensemble.load_state_dict({name[len(prefix):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(prefix)})
+            load_module_arrays(self.ensemble, arrays, "ensemble")
             load_optimizer_arrays(self.optimizer, arrays, "adam")

@@ -1,6 +1,6 @@
 """PILCO: probabilistic inference for learning control.
 
-[4] Deisenroth & Rasmussen 2011, "PILCO: A Model-Based and Data-Efficient Approach to Policy
+[3] Deisenroth & Rasmussen 2011, "PILCO: A Model-Based and Data-Efficient Approach to Policy
 Search", ICML; details from Deisenroth 2010 (thesis, ch. 3) and Deisenroth, Fox & Rasmussen 2015
 ("Gaussian Processes for Data-Efficient Learning in Robotics and Control", TPAMI). The agent
 alternates (Alg. 1):
@@ -37,10 +37,7 @@ one random trial.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -48,11 +45,10 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from reverie.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
+from reverie.agents.base import TaskAgent
 from reverie.agents.gp import ExactGP, GPPosterior, squared_exponential
-from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, read_checkpoint, write_checkpoint
-from reverie.agents.spaces import flat_box
-from reverie.agents.replay import ReplayBuffer
+from reverie.agents.registry import AGENTS
+from reverie.envs.pilco_cartpole import COST_WIDTH, DT, START_STD, tip_offset
 
 DTYPE = torch.float64
 
@@ -215,51 +211,38 @@ class RBFPolicy:
 
 
 @AGENTS.register("pilco")
-class PILCO:
+class PILCO(TaskAgent):
     """PILCO for a task with a saturating cost PILCO knows (`PILCO_TASKS`)."""
 
     registry_name = "pilco"
     config_class = PILCOConfig
+    display_name = "PILCO"
+    streams = ("policy", "act")
+    counters = ("episodes", "total_steps", "policy_evaluations")  # predicted trials with gradients, over all improvements
 
-    def __init__(self, config: PILCOConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
-        self.config = config
-        self.state_dim = flat_box(observation_space, "PILCO", "observation").shape[0]
-        action_space = flat_box(action_space, "PILCO", "action")
-        if not np.allclose(action_space.low, -action_space.high):
-            raise ValueError(f"PILCO squashes actions into a symmetric box [-u_max, u_max], got {action_space}")
-        self.max_action = torch.as_tensor(action_space.high, dtype=DTYPE)  # (A,)
-        self.replay = ReplayBuffer(self.state_dim, len(self.max_action), config.replay_capacity)
-        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("policy", "act"))}
-        self.task_id: str | None = None
+    def build(self) -> None:
+        if not np.allclose(self.action_space.low, -self.action_space.high):
+            raise ValueError(f"PILCO squashes actions into a symmetric box [-u_max, u_max], got {self.action_space}")
+        self.max_action = torch.as_tensor(self.action_space.high, dtype=DTYPE)  # (A,)
         self.model: PILCOModel | None = None
         self.policy: RBFPolicy | None = None
         self.dynamics: ExactGP | None = None
-        self.episodes = 0
-        self.total_steps = 0
-        self.policy_evaluations = 0  # predicted trials with gradients, over all improvements
-        if task is not None:
-            self.set_task(task)
+        self.trial_states: list[np.ndarray] = []  # the current trial's next observations, at full precision
 
-    def set_task(self, task_id: str) -> None:
+    def build_task(self, task_id: str) -> None:
         """Bind the task's cost and build the policy and the GP for its features."""
-        if self.task_id == task_id:
-            return
-        if self.task_id is not None:
-            raise ValueError(f"this PILCO agent learns {self.task_id!r}, not {task_id!r}")
         if task_id not in PILCO_TASKS:
             raise KeyError(f"PILCO knows no saturating cost for env {task_id!r}; it knows: {', '.join(sorted(PILCO_TASKS))}")
-        self.task_id = task_id
-        self.model = PILCOModel(PILCO_TASKS[task_id], self.state_dim, self.max_action)
+        self.model = PILCOModel(PILCO_TASKS[task_id], self.observation_dim, self.max_action)
         self.policy = RBFPolicy(self.model, self.config.basis_functions, self.config.policy_noise, self.generators["policy"])
-        features = len(self.model.feature_index)
-        self.dynamics = ExactGP(features + len(self.max_action), self.state_dim)
+        self.dynamics = ExactGP(len(self.model.feature_index) + self.action_dim, self.observation_dim)
 
     # -- acting and learning ---------------------------------------------------------------------
 
     def act(self, observation: np.ndarray) -> np.ndarray:
         """(A,) a uniform random action during the first trials, then u_max sin(pi~(features(s)))."""
         if self.episodes < self.config.random_episodes:
-            return ((2 * torch.rand(len(self.max_action), generator=self.generators["act"], dtype=DTYPE) - 1) * self.max_action).numpy()
+            return ((2 * torch.rand(self.action_dim, generator=self.generators["act"], dtype=DTYPE) - 1) * self.max_action).numpy()
         state = torch.as_tensor(np.asarray(observation), dtype=DTYPE)
         with torch.no_grad():
             raw = self.policy.posterior().mean(self.model.features(state)[None])[0]
@@ -314,86 +297,52 @@ class PILCO:
         self.policy_evaluations += evaluations
         return {"cost_before": before, "cost": best["cost"], "evaluations": evaluations}
 
-    def train(
-        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
-    ) -> list[dict]:
-        """Run trials until `episodes` trials or `steps` real steps in all (counting any before a
-        resume); after each, refit the GPs and improve the policy. Trial i is reset with seed
-        `config.seed + i`. Returns one row per trial: episode, return, steps, total_steps, backups
-        (predicted trials with gradients so far), model_loss (the GPs' negative log marginal
-        likelihood per point), predicted_cost (J of the improved policy), final_distance (mean
-        cost distance over the last `success_steps` steps), success, interaction_seconds, seconds."""
-        if episodes is None and steps is None:
-            raise ValueError("train needs a budget: episodes or steps")
-        self.set_task(env.spec.id)
-        rows = []
-        while episodes is None or self.episodes < episodes:
-            started = time.perf_counter()
-            observation, _ = env.reset(seed=self.config.seed + self.episodes)
-            episode_return, states, done = 0.0, [], False
-            while not done:
-                if steps is not None and self.total_steps >= steps:
-                    return rows
-                action = self.act(observation)
-                next_observation, reward, terminated, truncated, _ = env.step(action)
-                self.replay.add(observation, action, float(reward), next_observation, bool(terminated))
-                self.total_steps += 1
-                episode_return += float(reward)
-                states.append(next_observation)
-                observation, done = next_observation, terminated or truncated
-            self.episodes += 1
-            distances = self.model.cost_distance(torch.as_tensor(np.array(states), dtype=DTYPE))[-self.config.success_steps :]
-            fit = self.fit_model()
-            improvement = self.improve_policy()
-            row = {
-                "episode": self.episodes, "return": episode_return, "steps": len(states), "total_steps": self.total_steps,
-                "backups": self.policy_evaluations, "model_loss": fit["loss"], "model_loss_before": fit["loss_before"],
-                "predicted_cost": improvement["cost"], "final_distance": distances.mean().item(),
-                "success": bool(len(states) >= self.config.success_steps and (distances < self.config.success_distance).all()),
-                "interaction_seconds": self.total_steps * self.model.task.dt, "seconds": time.perf_counter() - started,
-            }
-            rows.append(row)
-            if on_episode is not None:
-                on_episode(row)
-        return rows
+    def start_episode(self) -> None:
+        self.trial_states = []
+
+    def store(self, observation: np.ndarray, action: np.ndarray, reward: float, next_observation: np.ndarray, terminated: bool) -> None:
+        super().store(observation, action, reward, next_observation, terminated)
+        self.trial_states.append(next_observation)
+
+    def end_episode(self, steps: int) -> dict:
+        """Refit the GPs and improve the policy after the trial. The row adds backups (predicted
+        trials with gradients so far), model_loss (the GPs' negative log marginal likelihood per
+        point), model_loss_before, predicted_cost (J of the improved policy), final_distance (mean
+        cost distance over the last `success_steps` steps), success and interaction_seconds."""
+        states = torch.as_tensor(np.array(self.trial_states), dtype=DTYPE)
+        distances = self.model.cost_distance(states)[-self.config.success_steps :]
+        fit = self.fit_model()
+        improvement = self.improve_policy()
+        return {
+            "backups": self.policy_evaluations, "model_loss": fit["loss"], "model_loss_before": fit["loss_before"],
+            "predicted_cost": improvement["cost"], "final_distance": distances.mean().item(),
+            "success": bool(steps >= self.config.success_steps and (distances < self.config.success_distance).all()),
+            "interaction_seconds": self.total_steps * self.model.task.dt,
+        }
 
     # -- checkpoints -----------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = generator_arrays(self.generators)
-        arrays["counters"] = np.array([self.episodes, self.total_steps, self.policy_evaluations], np.int64)
-        arrays.update(self.replay.state_dict())
-        if self.policy is not None:
-            arrays.update({f"policy.{name}": value.numpy() for name, value in zip(RBFPolicy.names, self.policy.parameters())})
-            arrays["gp.log_hyperparameters"] = self.dynamics.log_hyperparameters.numpy()
-            arrays["gp.fitted"] = np.array([self.dynamics.fitted])
+    def extra_state(self) -> dict[str, np.ndarray]:
+        if self.policy is None:
+            return {}
+        arrays = {f"policy.{name}": value.numpy() for name, value in zip(RBFPolicy.names, self.policy.parameters())}
+        arrays["gp.log_hyperparameters"] = self.dynamics.log_hyperparameters.numpy()
+        arrays["gp.fitted"] = np.array([self.dynamics.fitted])
         return arrays
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        load_generator_arrays(self.generators, arrays)
-        self.episodes, self.total_steps, self.policy_evaluations = arrays["counters"].tolist()
-        self.replay.load_state_dict(arrays)
-        if self.policy is not None:
-            self.policy.set_parameters([torch.from_numpy(arrays[f"policy.{name}"]) for name in RBFPolicy.names])
-            self.dynamics.log_hyperparameters = torch.from_numpy(arrays["gp.log_hyperparameters"]).clone()
-            self.dynamics.fitted = bool(arrays["gp.fitted"][0])
-            if self.dynamics.fitted:
-                self.dynamics.set_data(*self.model_data())
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.policy is None:
+            return
+        self.policy.set_parameters([torch.from_numpy(arrays[f"policy.{name}"]) for name in RBFPolicy.names])
+        self.dynamics.log_hyperparameters = torch.from_numpy(arrays["gp.log_hyperparameters"]).clone()
+        self.dynamics.fitted = bool(arrays["gp.fitted"][0])
+        if self.dynamics.fitted:
+            self.dynamics.set_data(*self.model_data())
 
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (policy, GP hyperparameters, data, random streams) to one safetensors file, atomically."""
-        spaces = {"state_dim": self.state_dim, "max_action": self.max_action.tolist()}
-        fields = {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **fields)
+    def space_fields(self) -> dict:
+        return {"state_dim": self.observation_dim, "max_action": self.max_action.tolist()}
 
     @classmethod
-    def load(cls, path: str | Path) -> "PILCO":
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        spaces = fields["spaces"]
-        observation_space = gym.spaces.Box(-np.inf, np.inf, (spaces["state_dim"],), np.float64)
+    def spaces_from_fields(cls, spaces: dict) -> tuple[gym.spaces.Box, gym.spaces.Box]:
         high = np.array(spaces["max_action"], np.float32)
-        agent = cls(cls.config_class(**fields["config"]), observation_space, gym.spaces.Box(-high, high))
-        if fields["task"] is not None:
-            agent.set_task(fields["task"])
-        agent.load_state_dict(arrays)
-        return agent
+        return gym.spaces.Box(-np.inf, np.inf, (spaces["state_dim"],), np.float64), gym.spaces.Box(-high, high)

@@ -1,8 +1,8 @@
 """Prioritized sweeping: Dyna planning ordered by how much each update would change a value.
 
-[Moore & Atkeson 1993] "Prioritized sweeping: reinforcement learning with less data and less real
-time", Machine Learning 13; [Peng & Williams 1993] the same idea as "queue-Dyna". Implemented as the
-deterministic-environment box of Sutton & Barto 2018, Sec. 8.4. Every real step (S, A, R, S'):
+[2] Moore & Atkeson 1993, "Prioritized sweeping: reinforcement learning with less data and less
+real time", Machine Learning 13; Peng & Williams 1993 (not in the survey) had the same idea as
+"queue-Dyna". Implemented as the deterministic-environment box of Sutton & Barto 2018, Sec. 8.4. Every real step (S, A, R, S'):
 
     Model(S,A) <- R, S'
     P <- |R + gamma max_a Q(S',a) - Q(S,A)|;  if P > theta, put (S,A) in the queue with priority P

@@ -6,23 +6,23 @@ and JSON fields (its config, its spaces, ...). It is written to a temporary name
 
 An agent module exposes a dataclass config and a class registered here by name, with
 `cls(config, observation_space, action_space)`, `train(env, episodes=..., steps=...)`,
-`save(path)` and the classmethod `load(path)`. Entries are lazy: an agent's module is imported
-the first time its name is asked for, so `reverie list` stays cheap.
+`save(path)` and the classmethod `load(path)` (the continuous-control agents get these from
+`reverie.agents.base.TaskAgent`). Entries are lazy: an agent's module is imported the first time
+its name is asked for, so `reverie list` stays cheap.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
+from torch import nn
 
-from reverie.agents.spaces import box_fields, boxes_from_fields
 from reverie.registry import Registry
 
 AGENTS: Registry[type] = Registry(
@@ -81,6 +81,17 @@ def load_optimizer_arrays(optimizer: torch.optim.Optimizer, arrays: dict[str, np
     optimizer.load_state_dict(state)
 
 
+def module_arrays(module: nn.Module, prefix: str) -> dict[str, np.ndarray]:
+    """A module's parameters and buffers as arrays `{prefix}.{name}`."""
+    return {f"{prefix}.{name}": value.detach().numpy() for name, value in module.state_dict().items()}
+
+
+def load_module_arrays(module: nn.Module, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Restore the parameters and buffers `module_arrays(module, prefix)` wrote."""
+    start = f"{prefix}."
+    module.load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
+
+
 def generator_arrays(generators: dict[str, torch.Generator], skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The states of named random streams as arrays `generator.{name}`, except those in `skip`
     (streams a part saves itself, e.g. its SAC learner's)."""
@@ -92,36 +103,6 @@ def load_generator_arrays(generators: dict[str, torch.Generator], arrays: dict[s
     for name, generator in generators.items():
         if name not in skip:
             generator.set_state(torch.from_numpy(arrays[f"generator.{name}"]))
-
-
-class TaskAgentCheckpoint:
-    """`save` and `load` for an agent of a flat continuous task, built as
-    `cls(config, observation_space, action_space, task=task_id)`: the checkpoint holds
-    `state_dict()`, the config, the spaces (`observation_dim`, action bounds `low` and `high`) and
-    the task id, plus what `checkpoint_fields` adds and `restore_fields` reads back."""
-
-    registry_name: str
-    config_class: type
-
-    def checkpoint_fields(self) -> dict:
-        spaces = box_fields(self.observation_dim, self.low.tolist(), self.high.tolist())
-        return {"config": asdict(self.config), "spaces": spaces, "task": self.task_id}
-
-    def restore_fields(self, fields: dict) -> None:
-        """Restore what a subclass's `checkpoint_fields` added (nothing here)."""
-
-    def save(self, path: str | Path) -> Path:
-        """Write the agent (models, optimizers, data, random streams) to one safetensors file, atomically."""
-        return write_checkpoint(path, self.registry_name, self.state_dict(), **self.checkpoint_fields())
-
-    @classmethod
-    def load(cls, path: str | Path):
-        arrays, fields = read_checkpoint(path, cls.registry_name)
-        observation_space, action_space = boxes_from_fields(fields["spaces"])
-        agent = cls(cls.config_class(**fields["config"]), observation_space, action_space, task=fields["task"])
-        agent.load_state_dict(arrays)
-        agent.restore_fields(fields)
-        return agent
 
 
 def checkpoint_agent_name(path: str | Path) -> str:

@@ -1,5 +1,10 @@
 """A transition replay buffer: (observation, action, reward, next observation, terminated) rows in
-numpy arrays, first in first out past its capacity, saved to and loaded from safetensors."""
+numpy arrays, first in first out past its capacity, saved to and loaded from safetensors.
+
+Experience replay is Lin 1992 (not in the survey), "Self-Improving Reactive Agents Based on
+Reinforcement Learning, Planning and Teaching", Machine Learning 8; here it is the data set D of
+the model-based agents: [9] PETS and [6] MB-MF fit their models to all of it, [8] MBPO (D_env) and
+[4] SVG(1) sample minibatches from it, [3] PILCO fits its GPs to it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Soft actor-critic: the learner that MBPO (and later agents) drive on batches they assemble.
 
-[H] Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905), the
-version with twin Q-functions and a learned temperature. With the target networks Q-bar (Polyak
-averages of the Q-functions) and a' ~ pi(.|s'), one update of `SAC.update` takes
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905; not in
+the survey), the version with twin Q-functions and a learned temperature. With the target networks
+Q-bar (Polyak averages of the Q-functions) and a' ~ pi(.|s'), one update of `SAC.update` takes
 
     y         = r + gamma (1 - terminated) [ min_i Qbar_i(s', a') - alpha log pi(a'|s') ]
     J_Q       = sum_i mean (Q_i(s, a) - y)^2 / 2                                  (eq. 5, twin Q)
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reverie.agents.registry import load_optimizer_arrays, optimizer_arrays
+from reverie.agents.registry import load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
+from reverie.nn.mlp import mlp
 
 LOG_STD_RANGE = (-5.0, 2.0)  # keeps sigma in [e^-5, e^2]: no collapse, no runaway noise
 
@@ -46,18 +47,12 @@ class SACConfig:
     target_entropy: float | None = None  # H_target; None: -A
 
 
-def mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
-    widths = [inputs] + [hidden] * layers
-    blocks = [module for a, b in zip(widths[:-1], widths[1:]) for module in (nn.Linear(a, b), nn.ReLU())]
-    return nn.Sequential(*blocks, nn.Linear(widths[-1], outputs))
-
-
 class SquashedGaussianActor(nn.Module):
     """pi(a|s): a tanh-squashed diagonal Gaussian over actions in [-1, 1]^A."""
 
     def __init__(self, observation_dim: int, action_dim: int, hidden: int, layers: int):
         super().__init__()
-        self.body = mlp(observation_dim, 2 * action_dim, hidden, layers)
+        self.body = mlp(observation_dim, 2 * action_dim, hidden, layers, nn.ReLU)
 
     def forward(self, observations: Tensor, generator: torch.Generator | None = None, deterministic: bool = False) -> tuple[Tensor, Tensor]:
         """(actions (B, A) in [-1, 1], log pi(actions|s) (B,)) for `observations` (B, D)."""
@@ -76,7 +71,7 @@ class TwinQ(nn.Module):
 
     def __init__(self, observation_dim: int, action_dim: int, hidden: int, layers: int):
         super().__init__()
-        self.critics = nn.ModuleList(mlp(observation_dim + action_dim, 1, hidden, layers) for _ in range(2))
+        self.critics = nn.ModuleList(mlp(observation_dim + action_dim, 1, hidden, layers, nn.ReLU) for _ in range(2))
 
     def forward(self, observations: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         inputs = torch.cat([observations, actions], dim=-1)
@@ -163,7 +158,7 @@ class SAC:
         """Networks, temperature, optimizer moments, update count and noise stream, as named arrays."""
         arrays = {f"{prefix}log_alpha": self.log_alpha.detach().numpy()}
         for part in ("actor", "critic", "target_critic"):
-            arrays.update({f"{prefix}{part}.{name}": value.detach().numpy() for name, value in getattr(self, part).state_dict().items()})
+            arrays.update(module_arrays(getattr(self, part), f"{prefix}{part}"))
         for part, optimizer in self.optimizers.items():
             arrays.update(optimizer_arrays(optimizer, f"{prefix}adam.{part}"))
         arrays[f"{prefix}updates"] = np.array([self.updates], np.int64)
@@ -174,8 +169,7 @@ class SAC:
         with torch.no_grad():
             self.log_alpha.copy_(torch.from_numpy(arrays[f"{prefix}log_alpha"]))
         for part in ("actor", "critic", "target_critic"):
-            start = f"{prefix}{part}."
-            getattr(self, part).load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
+            load_module_arrays(getattr(self, part), arrays, f"{prefix}{part}")
         for part, optimizer in self.optimizers.items():
             load_optimizer_arrays(optimizer, arrays, f"{prefix}adam.{part}")
         self.updates = int(arrays[f"{prefix}updates"][0])

@@ -1,5 +1,8 @@
 """The one kind of space the continuous-control agents take, a flat Box, and how a checkpoint
-records it."""
+records it.
+
+Not from a paper: these are gymnasium's `Box` spaces, limited to one axis because every agent here
+reads a state vector."""
 
 from __future__ import annotations
 

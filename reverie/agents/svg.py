@@ -1,6 +1,6 @@
 """SVG: stochastic value gradients, SVG(1) with experience replay and SVG(inf).
 
-[6] Heess et al. 2015, "Learning Continuous Control Policies by Stochastic Value Gradients",
+[4] Heess et al. 2015, "Learning Continuous Control Policies by Stochastic Value Gradients",
 NeurIPS. Both the dynamics model and the policy are reparameterised: their randomness is an input
 noise drawn from a fixed distribution, so a value can be differentiated through them:
 
@@ -50,20 +50,17 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
-from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from reverie.agents.base import TaskAgent, seeded
 from reverie.agents.ensemble import EnsembleConfig, ProbabilisticEnsemble
-from reverie.envs.model_tasks import ModelTask, model_task
-from reverie.agents.registry import AGENTS, generator_arrays, load_generator_arrays, load_optimizer_arrays, optimizer_arrays, TaskAgentCheckpoint
-from reverie.agents.spaces import flat_box
-from reverie.agents.replay import ReplayBuffer
+from reverie.agents.registry import AGENTS, load_module_arrays, load_optimizer_arrays, module_arrays, optimizer_arrays
+from reverie.envs.model_tasks import ModelTask
+from reverie.nn.mlp import mlp
 
 VARIANTS = ("svg_1", "svg_inf")
 MAX_LOG_STD = 1.0  # of the policy's pre-squash Gaussian
@@ -100,12 +97,6 @@ class SVGConfig:
             raise ValueError(f"SVG variant {self.variant!r} is not one of {VARIANTS}")
 
 
-def mlp(inputs: int, outputs: int, hidden: int, layers: int) -> nn.Sequential:
-    widths = [inputs] + [hidden] * layers
-    blocks = [module for a, b in zip(widths[:-1], widths[1:]) for module in (nn.Linear(a, b), nn.SiLU())]
-    return nn.Sequential(*blocks, nn.Linear(widths[-1], outputs))
-
-
 def at_data(value: Tensor, data: Tensor) -> Tensor:
     """`data` in the forward pass, the derivatives of `value` in the backward one: gradients are
     taken along the real trajectory, where the model and policy reproduce it by inferred noise."""
@@ -117,7 +108,7 @@ class SquashedGaussianPolicy(nn.Module):
 
     def __init__(self, observation_dim: int, low: Tensor, high: Tensor, hidden: int, layers: int, min_log_std: float):
         super().__init__()
-        self.net = mlp(observation_dim, 2 * len(low), hidden, layers)
+        self.net = mlp(observation_dim, 2 * len(low), hidden, layers, nn.SiLU)
         self.min_log_std = min_log_std
         self.register_buffer("centre", (high + low) / 2)
         self.register_buffer("half_range", (high - low) / 2)
@@ -162,53 +153,36 @@ def model_step(model: ProbabilisticEnsemble, task: ModelTask, states: Tensor, ac
 
 
 @AGENTS.register("svg")
-class SVG(TaskAgentCheckpoint):
+class SVG(TaskAgent):
     """SVG(1)-ER or SVG(inf) (`config.variant`) for a flat continuous task with a known reward."""
 
     registry_name = "svg"
     config_class = SVGConfig
+    display_name = "SVG"
+    streams = ("act", "replay")
+    counters = ("episodes", "total_steps", "updates", "model_steps")  # updates: policy gradient steps
 
-    def __init__(self, config: SVGConfig, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
-        self.config = config
-        self.observation_dim = flat_box(observation_space, "SVG", "observation").shape[0]
-        action_space = flat_box(action_space, "SVG", "action")
-        self.low = torch.as_tensor(action_space.low, dtype=torch.float32)  # (A,)
-        self.high = torch.as_tensor(action_space.high, dtype=torch.float32)
-        self.replay = ReplayBuffer(self.observation_dim, len(self.low), config.replay_capacity)
+    def build(self) -> None:
+        config = self.config
         self.behaviour_log_prob = np.zeros(config.replay_capacity, np.float32)  # beside replay row i
-        self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(("act", "replay"))}
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed)
+        with seeded(config.seed):
             self.policy = SquashedGaussianPolicy(self.observation_dim, self.low, self.high, config.hidden, config.layers, config.min_log_std)
-            self.value = mlp(self.observation_dim, 1, config.hidden, config.layers)
+            self.value = mlp(self.observation_dim, 1, config.hidden, config.layers, nn.SiLU)
         self.target_value = copy.deepcopy(self.value).requires_grad_(False)
         self.optimizers = {
             "policy": torch.optim.Adam(self.policy.parameters(), lr=config.policy_lr),
             "value": torch.optim.Adam(self.value.parameters(), lr=config.value_lr),
         }
-        self.task_id: str | None = None
         self.model: ProbabilisticEnsemble | None = None
-        self.episodes = 0
-        self.total_steps = 0
-        self.updates = 0  # policy gradient steps
-        self.model_steps = 0
         self.episode_model_losses: list[float] = []
-        if task is not None:
-            self.set_task(task)
 
-    def set_task(self, task_id: str) -> None:
+    def build_task(self, task_id: str) -> None:
         """Bind the task's known reward and build the dynamics model for its features."""
-        if self.task_id == task_id:
-            return
-        if self.task_id is not None:
-            raise ValueError(f"this SVG agent learns {self.task_id!r}, not {task_id!r}")
-        self.task_id, self.task = task_id, model_task(task_id)
-        features = self.task.model_input(torch.zeros(self.observation_dim)).shape[-1]
+        super().build_task(task_id)
         config = self.config
         ensemble_config = EnsembleConfig(members=config.members, hidden=config.model_hidden, layers=config.model_layers, batch_size=config.batch_size)
-        with torch.random.fork_rng():
-            torch.manual_seed(config.seed + 1)
-            self.model = ProbabilisticEnsemble(features + len(self.low), self.observation_dim, ensemble_config)
+        with seeded(config.seed + 1):
+            self.model = ProbabilisticEnsemble(self.model_features() + self.action_dim, self.observation_dim, ensemble_config)
         self.optimizers["model"] = torch.optim.Adam(self.model.parameters(), lr=config.model_lr, weight_decay=ensemble_config.weight_decay)
 
     # -- acting ----------------------------------------------------------------------------------
@@ -217,9 +191,15 @@ class SVG(TaskAgentCheckpoint):
     def act(self, observation: np.ndarray) -> tuple[np.ndarray, float]:
         """(A,) an action drawn from the policy, and its behaviour log-density."""
         state = torch.as_tensor(observation, dtype=torch.float32)
-        noise = torch.randn(len(self.low), generator=self.generators["act"])
+        noise = torch.randn(self.action_dim, generator=self.generators["act"])
         action = self.policy.act(state, noise)
         return action.numpy(), self.policy.log_prob(state, action).item()
+
+    def behaviour_action(self, observation: np.ndarray) -> np.ndarray:
+        """An action of `act`, its log-density kept beside the replay row it will take."""
+        action, log_prob = self.act(observation)
+        self.behaviour_log_prob[self.replay.added % self.config.replay_capacity] = log_prob
+        return action
 
     # -- learning --------------------------------------------------------------------------------
 
@@ -324,49 +304,22 @@ class SVG(TaskAgentCheckpoint):
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def train(
-        self, env: gym.Env, episodes: int | None = None, steps: int | None = None, on_episode: Callable[[dict], None] | None = None,
-    ) -> list[dict]:
-        """Run episodes until `episodes` episodes or `steps` real steps in all (counting any before a
-        resume). Episode i is reset with seed `config.seed + i`. SVG(1) updates after every real
-        step, SVG(inf) after every episode. Returns one row per episode: episode, return, steps,
-        total_steps, backups (policy gradient steps), model_steps, model_loss (the mean NLL of the
-        episode's model steps, on their minibatches), seconds; `on_episode` gets each as it ends."""
-        if episodes is None and steps is None:
-            raise ValueError("train needs a budget: episodes or steps")
-        self.set_task(env.spec.id)
-        config, rows = self.config, []
-        while episodes is None or self.episodes < episodes:
-            started = time.perf_counter()
-            observation, _ = env.reset(seed=config.seed + self.episodes)
-            first_row, episode_return, episode_steps, done = self.replay.added, 0.0, 0, False
-            self.episode_model_losses = []
-            while not done:
-                if steps is not None and self.total_steps >= steps:
-                    return rows
-                action, log_prob = self.act(observation)
-                next_observation, reward, terminated, truncated, _ = env.step(action)
-                self.behaviour_log_prob[self.replay.added % config.replay_capacity] = log_prob
-                self.replay.add(observation, action, float(reward), next_observation, bool(terminated))
-                self.total_steps += 1
-                episode_return += float(reward)
-                episode_steps += 1
-                observation, done = next_observation, terminated or truncated
-                if config.variant == "svg_1" and self.total_steps >= config.learning_starts:
-                    self.learn_step()
-            self.episodes += 1
-            if config.variant == "svg_inf" and self.total_steps >= config.learning_starts:
-                self.learn_episode(first_row, episode_steps)
-            row = {
-                "episode": self.episodes, "return": episode_return, "steps": episode_steps, "total_steps": self.total_steps,
-                "backups": self.updates, "model_steps": self.model_steps,
-                "model_loss": float(np.mean(self.episode_model_losses)) if self.episode_model_losses else float("nan"),
-                "seconds": time.perf_counter() - started,
-            }
-            rows.append(row)
-            if on_episode is not None:
-                on_episode(row)
-        return rows
+    def start_episode(self) -> None:
+        """The row's model_loss covers this episode's model steps only."""
+        self.episode_model_losses = []
+
+    def after_step(self) -> None:
+        """SVG(1) learns after every real step."""
+        if self.config.variant == "svg_1" and self.total_steps >= self.config.learning_starts:
+            self.learn_step()
+
+    def end_episode(self, steps: int) -> dict:
+        """SVG(inf) learns from the episode. The row adds backups (policy gradient steps so far),
+        model_steps and model_loss (the mean NLL of the episode's model steps, on their minibatches)."""
+        if self.config.variant == "svg_inf" and self.total_steps >= self.config.learning_starts:
+            self.learn_episode(self.replay.added - steps, steps)
+        model_loss = float(np.mean(self.episode_model_losses)) if self.episode_model_losses else float("nan")
+        return {"backups": self.updates, "model_steps": self.model_steps, "model_loss": model_loss}
 
     def learn_step(self) -> None:
         """SVG(1): model, value and policy steps after one real step."""
@@ -389,24 +342,17 @@ class SVG(TaskAgentCheckpoint):
         found = {"policy": self.policy, "value": self.value, "target_value": self.target_value}
         return found | ({"model": self.model} if self.model is not None else {})
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        arrays = generator_arrays(self.generators)
-        arrays["counters"] = np.array([self.episodes, self.total_steps, self.updates, self.model_steps], np.int64)
-        arrays.update(self.replay.state_dict())
-        arrays["behaviour_log_prob"] = self.behaviour_log_prob[: len(self.replay)]
+    def extra_state(self) -> dict[str, np.ndarray]:
+        arrays = {"behaviour_log_prob": self.behaviour_log_prob[: len(self.replay)]}
         for prefix, module in self.modules().items():
-            arrays.update({f"{prefix}.{name}": value.detach().numpy() for name, value in module.state_dict().items()})
+            arrays.update(module_arrays(module, prefix))
         for prefix, optimizer in self.optimizers.items():
             arrays.update(optimizer_arrays(optimizer, f"adam.{prefix}"))
         return arrays
 
-    def load_state_dict(self, arrays: dict[str, np.ndarray]) -> None:
-        load_generator_arrays(self.generators, arrays)
-        self.episodes, self.total_steps, self.updates, self.model_steps = arrays["counters"].tolist()
-        self.replay.load_state_dict(arrays)
+    def load_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.behaviour_log_prob[: len(arrays["behaviour_log_prob"])] = arrays["behaviour_log_prob"]
         for prefix, module in self.modules().items():
-            start = f"{prefix}."
-            module.load_state_dict({name[len(start):]: torch.from_numpy(value) for name, value in arrays.items() if name.startswith(start)})
+            load_module_arrays(module, arrays, prefix)
         for prefix, optimizer in self.optimizers.items():
             load_optimizer_arrays(optimizer, arrays, f"adam.{prefix}")
