@@ -1,0 +1,69 @@
+"""`reverie record ENV --episodes N --out DIR`: flags become the recording settings with their
+defaults, the summary line, a real short recording, and argparse refusing missing or bad flags.
+Recorded frames, actions, policies and resume are in `tests/pipelines/test_record.py`."""
+
+from __future__ import annotations
+
+import pytest
+
+from reverie.cli import record
+from reverie.cli.main import main
+from reverie.shards.manifest import read_manifest
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps its lines to the terminal, paths included
+
+
+@pytest.fixture
+def recordings(monkeypatch) -> list:
+    calls = []
+
+    def fake_record(config):
+        calls.append(config)
+        return [{"clips": 2, "return": 10.0}, {"clips": 3, "return": 15.5}]
+
+    monkeypatch.setattr(record, "run_record", fake_record)
+    return calls
+
+
+def test_defaults_and_the_summary_line(recordings, tmp_path, capsys):
+    assert main(["record", "CartPole-v1", "--episodes", "2", "--out", str(tmp_path)]) == 0
+    (config,) = recordings
+    assert (config.env_id, config.episodes, config.out, config.policy, config.seed) == ("CartPole-v1", 2, tmp_path, "random", 0)
+    assert (config.size, config.clip_frames, config.stride, config.clip_format, config.max_steps) == (96, 16, None, "mp4", None)
+    assert config.shard_max_count == 1000 and config.progress is False  # stderr is not a terminal here
+    assert capsys.readouterr().err == f"2 episodes of CartPole-v1, 5 clips, mean return 12.75 -> {tmp_path / 'shards'}\n"
+
+
+def test_flags_reach_the_settings(recordings, tmp_path):
+    flags = ["--policy", "scripted", "--seed", "7", "--size", "32", "--clip-frames", "8", "--stride", "4", "--format", "npy"]
+    assert main(["record", "Reacher-v5", "--episodes", "3", "--out", str(tmp_path), *flags, "--max-steps", "20", "--shard-size", "5"]) == 0
+    (config,) = recordings
+    assert (config.policy, config.seed, config.size, config.clip_frames, config.stride) == ("scripted", 7, 32, 8, 4)
+    assert (config.clip_format, config.max_steps, config.shard_max_count) == ("npy", 20, 5)
+
+
+def test_a_short_recording_writes_its_shards_and_manifest(tmp_path, capsys):
+    arguments = ["record", "CartPole-v1", "--episodes", "2", "--out", str(tmp_path), "--size", "32", "--clip-frames", "4"]
+    assert main([*arguments, "--format", "npy", "--max-steps", "8", "--shard-size", "3"]) == 0
+    assert sorted(path.name for path in (tmp_path / "shards").glob("*.tar")) == ["000000.tar", "000001.tar"]  # 4 clips, 3 a shard
+    assert len(read_manifest(tmp_path / "manifest.jsonl")) == 2
+    assert capsys.readouterr().err.startswith("2 episodes of CartPole-v1, 4 clips, mean return 8.00 ->")
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["CartPole-v1", "--out", "out"], "the following arguments are required: --episodes"),
+        (["CartPole-v1", "--episodes", "1"], "the following arguments are required: --out"),
+        (["CartPole-v1", "--episodes", "1", "--out", "out", "--format", "gif"], "invalid choice: 'gif'"),
+        (["CartPole-v1", "--episodes", "many", "--out", "out"], "invalid int value: 'many'"),
+    ],
+)
+def test_missing_or_bad_flags_exit_2(recordings, arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["record", *arguments])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert recordings == []

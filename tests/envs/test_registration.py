@@ -1,0 +1,65 @@
+"""`reverie.envs` registers every env of `ENVS` with gymnasium: each one makes, passes gymnasium's
+env checker, steps, and stops at its registered time limit; importing the package again is harmless."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import reverie.envs
+from reverie.envs import ENVS
+
+
+def test_every_env_is_registered_with_its_entry_point_and_time_limit():
+    for env_id, (entry_point, keywords) in ENVS.items():
+        spec = gym.spec(env_id)
+        assert spec.entry_point == entry_point
+        assert spec.max_episode_steps == keywords.get("max_episode_steps")
+
+
+def test_importing_the_package_again_registers_nothing_twice():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gymnasium warns when an id is overridden
+        importlib.reload(reverie.envs)
+    assert all(env_id in gym.registry for env_id in ENVS)
+
+
+@pytest.mark.filterwarnings("ignore:.*WARN")  # the checker's advice: symmetric action bounds, finite observation bounds
+@pytest.mark.parametrize("env_id", sorted(ENVS))
+def test_each_env_passes_the_env_checker(env_id):
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", sorted(ENVS))
+def test_each_env_steps_within_its_spaces_from_a_seeded_reset(env_id):
+    env = gym.make(env_id)
+    env.action_space.seed(0)
+    observation, _ = env.reset(seed=0)
+    assert env.observation_space.contains(observation)
+    again, _ = gym.make(env_id).reset(seed=0)
+    np.testing.assert_array_equal(again, observation)
+    for _ in range(5):
+        observation, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(observation) and np.isfinite(reward)
+        if terminated:
+            observation, _ = env.reset()
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", [env_id for env_id, (_, keywords) in ENVS.items() if "max_episode_steps" in keywords])
+def test_an_episode_is_truncated_at_the_registered_length(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    limit = ENVS[env_id][1]["max_episode_steps"]
+    for step in range(1, limit + 1):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert not terminated and truncated == (step == limit)
+    env.close()
