@@ -153,12 +153,16 @@ def test_agent_command_runs_mbmf(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)
 def test_half_cheetah_mb_needs_fewer_samples_and_mbmf_beats_ppo_from_scratch():
-    """The paper's two claims at the benchmark's "full" budget (benchmarks/agents/mbmf.py), seed 0:
-    PPO from scratch needs over 3x the model-based phase's real steps to reach its final return
-    (the paper: about 100x), and MB-MF ends the shared budget above PPO from scratch. About 7 CPU
-    minutes on an idle core. Measured (benchmarks/results/mbmf.json, seed 0): MB 240.3 over its
-    last 3 episodes at 12k steps, never reached by PPO in 51k; MB-MF 230.3 against PPO's -294.2."""
+    """The paper's two claims at the benchmark's "full" budget (benchmarks/agents/mbmf.py), as all 3
+    benchmark seeds met them: PPO from scratch never reaches the model-based phase's final return in
+    its whole run (51k real steps, over 4x MB's 12k; the paper: about 100x), and MB-MF ends the
+    shared budget above PPO from scratch. A final return is the mean of the last 3 episodes. Seed 2,
+    where the first claim holds by the least (benchmarks/results/mbmf.json: MB 132.5 against PPO's
+    best episode, -137.2); the second holds there about as narrowly as on seed 0 (MB-MF 263.3
+    against PPO's -264.1; seed 0: 230.3 against -294.2). The benchmark's seed 2 took 78 minutes
+    (MB and MB-MF 71, PPO 7)."""
     import importlib.util
     from pathlib import Path
 
@@ -167,8 +171,7 @@ def test_half_cheetah_mb_needs_fewer_samples_and_mbmf_beats_ppo_from_scratch():
     spec.loader.exec_module(benchmark)
     torch.set_num_threads(1)
     budget, checkpoints = benchmark.BUDGETS["full"]
-    runs = benchmark.run_seed(0, budget)
-    comparison = benchmark.summarise({f"{method}:0": run for method, run in runs.items()}, checkpoints)["comparisons"][0]
-    reached = comparison["ppo_steps_to_mb_final"]
-    assert reached is None or reached > 3 * comparison["mb_steps"], comparison
+    runs = benchmark.run_seed(2, budget)
+    comparison = benchmark.summarise({f"{method}:2": run for method, run in runs.items()}, checkpoints)["comparisons"][0]
+    assert comparison["ppo_steps_to_mb_final"] is None, comparison
     assert comparison["mbmf_final_return"] > comparison["ppo_final_return"], comparison

@@ -120,11 +120,13 @@ def test_agent_command_runs_mbpo(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(3 * 3600)
 def test_inverted_pendulum_reaches_900_within_15k_steps():
-    """The issue's claim with the benchmark's CPU settings (`CPU` in benchmarks/agents/mbpo.py):
-    a deterministic evaluation of at least 900 within 15k environment steps."""
+    """The issue's claim with the benchmark's CPU settings (`CPU` in benchmarks/agents/mbpo.py), as
+    all 3 benchmark seeds met it: a deterministic evaluation of at least 900 within 15k environment
+    steps. Seed 1, which with seed 2 reached it last (benchmarks/results/mbpo.json: first at 2.5k /
+    3k / 3k steps on seeds 0-2, then 1000 at every evaluation to 15k)."""
     torch.set_num_threads(1)
     env = gym.make(PENDULUM)
     cpu = dict(hidden=64, layers=3, rollouts_per_step=100, updates_per_step=10, sac_hidden=64, target_entropy=-0.05)
-    agent = MBPO(MBPOConfig(**cpu, eval_every=500, eval_episodes=3, seed=0), env.observation_space, env.action_space)
+    agent = MBPO(MBPOConfig(**cpu, eval_every=500, eval_episodes=3, seed=1), env.observation_space, env.action_space)
     agent.train(env, steps=15_000)
     assert max(value for _, value in agent.evaluations) >= 900, agent.evaluations

@@ -62,15 +62,21 @@ def test_svg_inf_gradient_is_the_derivative_of_the_model_return(window):
     """On a trajectory the model generated itself, the backpropagated value gradient equals the
     finite-difference derivative of the return of re-running model and policy with the same noise;
     with a backprop window, each block of `window` steps is re-run from the trajectory's own state
-    at the block's start."""
+    at the block's start. The agent trains its episode in float32, then the check runs in float64 so
+    that it tests the gradient, not rounding: central differences of step 1e-5 agree with it to
+    about 1e-8 relative there, where float32's (step 1e-3) were up to 5% off."""
     agent, env = make_agent(variant="svg_inf", backprop_window=window)
     agent.train(env, episodes=1)
-    generator = torch.Generator().manual_seed(0)
-    horizon, policy_noise, model_noise = 15, torch.randn(15, 1, generator=generator), torch.randn(1, 15, 3, generator=generator)
+    agent.policy.double()
+    agent.model.double()
+    generator, double, horizon = torch.Generator().manual_seed(0), torch.float64, 15
+    policy_noise = torch.randn(horizon, 1, generator=generator, dtype=double)
+    model_noise = torch.randn(1, horizon, 3, generator=generator, dtype=double)
     recorded: dict = {}
 
     def model_return() -> tuple[torch.Tensor, dict]:
-        state, total, rows = torch.as_tensor(agent.replay.observations[:1]), 0.0, {"observations": [], "actions": [], "next_observations": []}
+        state = torch.as_tensor(agent.replay.observations[:1], dtype=double)
+        total, rows = 0.0, {"observations": [], "actions": [], "next_observations": []}
         for step in range(horizon):
             if recorded and window and step % window == 0:
                 state = recorded["observations"][step : step + 1]
@@ -85,20 +91,24 @@ def test_svg_inf_gradient_is_the_derivative_of_the_model_return(window):
     with torch.no_grad():
         _, trajectory = model_return()
     recorded.update(trajectory)
-    weight = agent.policy.net[-1].weight
+    weight = agent.policy.net[-1].weight  # (2A, hidden): the mean's and the log std's rows
     agent.config.grad_clip, agent.config.entropy_weight = 1e9, 0.0
     before = {name: value.clone() for name, value in agent.policy.state_dict().items()}
     agent.optimizers["policy"] = torch.optim.SGD(agent.policy.parameters(), lr=1.0)
     agent.svg_inf_update(trajectory)
     gradient = -(weight.detach() - before["net.2.weight"])  # one SGD step of lr 1 on the loss -return
     agent.policy.load_state_dict(before)
+    finite_differences, epsilon = torch.zeros_like(gradient), 1e-5
     with torch.no_grad():
-        index, epsilon = (0, 3), 1e-3
-        weight[index] += epsilon
-        upper, _ = model_return()
-        weight[index] -= 2 * epsilon
-        lower, _ = model_return()
-    assert gradient[index].item() == pytest.approx(-((upper - lower) / (2 * epsilon)).item(), rel=0.01, abs=1e-4)
+        for index in np.ndindex(*weight.shape):
+            original = weight[index].item()
+            weight[index] = original + epsilon
+            upper, _ = model_return()
+            weight[index] = original - epsilon
+            lower, _ = model_return()
+            weight[index] = original
+            finite_differences[index] = -(upper - lower) / (2 * epsilon)
+    torch.testing.assert_close(gradient, finite_differences, rtol=1e-6, atol=1e-8)
 
 
 def test_model_likelihood_steps_lower_the_model_loss():
@@ -194,21 +204,27 @@ def pendulum_run(config: SVGConfig, steps: int = 20_000) -> tuple[np.ndarray, np
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_svg_1_learns_the_pendulum_swing_up():
-    """SVG(1)-ER's claim at small scale: it learns the swing-up within 20k real steps (100 episodes).
-    The benchmark's settings (policy_lr 1e-3, log-std floor -1, seed 0), 20k steps: about 5 CPU
-    minutes. Measured (benchmarks/results/svg.json): the 10-episode mean first reaches -200 at step
-    8.0k, and the last 10 episodes average -145; random and early policies score -1000 to -1700."""
-    returns, ten_episode_means = pendulum_run(SVGConfig(policy_lr=1e-3, min_log_std=-1.0, seed=0))
+    """SVG(1)-ER's claim at small scale, the bars all 3 benchmark seeds met: the 10-episode mean
+    return reaches -200 (a swing-up held) within 20k real steps (100 episodes), and the last 10
+    episodes average at least -300. The benchmark's settings (policy_lr 1e-3, log-std floor -1) on
+    seed 2, the seed that reached -200 last (benchmarks/results/svg.json: at 10.0k steps, against
+    8.0k and 9.4k on seeds 0 and 1; its last 10 episodes -249, against -145 and -147); random and
+    early policies score -1000 to -1700. 20k steps: about 5 CPU minutes."""
+    returns, ten_episode_means = pendulum_run(SVGConfig(policy_lr=1e-3, min_log_std=-1.0, seed=2))
     assert ten_episode_means.max() >= -200 and returns[-10:].mean() >= -300, returns.round().tolist()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_svg_inf_learns_the_pendulum_swing_up():
-    """SVG(inf) with the benchmark's settings (10 policy steps per trajectory, 25-step backprop
-    blocks, mean penalty 0.01, seed 2), 20k steps: about 12 CPU minutes. Measured
-    (benchmarks/results/svg.json): the 10-episode mean first reaches -200 at step 12.4k, and the
-    last 10 episodes average -207."""
-    config = SVGConfig(variant="svg_inf", policy_lr=1e-3, updates_per_episode=10, backprop_window=25, mean_penalty=0.01, seed=2)
+    """SVG(inf)'s bar, met by all 3 benchmark seeds: the 10-episode mean return reaches -200 within
+    20k real steps. The benchmark's settings (10 policy steps per trajectory, 25-step backprop
+    blocks, mean penalty 0.01) on seed 1, the seed that reached it last (benchmarks/results/svg.json:
+    at 15.0k steps, against 12.6k and 12.4k on seeds 0 and 2). No bar on the last 10 episodes: the
+    earlier one, -400, held on seeds 0 and 2 only (-238 / -410 / -207). 20k steps: about 12 CPU
+    minutes."""
+    config = SVGConfig(variant="svg_inf", policy_lr=1e-3, updates_per_episode=10, backprop_window=25, mean_penalty=0.01, seed=1)
     returns, ten_episode_means = pendulum_run(config)
-    assert ten_episode_means.max() >= -200 and returns[-10:].mean() >= -400, returns.round().tolist()
+    assert ten_episode_means.max() >= -200, returns.round().tolist()
