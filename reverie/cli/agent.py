@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         agent_run = open_agent_run(args.name, args.env, args.overrides, args.out, args.seed, args.fresh)
     except (KeyError, OmegaConfBaseException, gym.error.Error, TypeError, ValueError) as error:  # RunFolderError is a ValueError
-        print(f"reverie agent: {error}", file=sys.stderr)
+        print(f"reverie agent: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
     print(train_agent_run(agent_run))
     return 0

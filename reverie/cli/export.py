@@ -7,6 +7,7 @@ The folder holds `config.json` and `model.safetensors` (EMA weights unless `--no
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         folder = export_run(args.run_dir, args.out, args.checkpoint, args.ema)
     except (FileNotFoundError, ValueError) as error:
-        print(f"reverie export: {error}")
+        print(f"reverie export: {error}", file=sys.stderr)
         return 1
     print(f"model folder: {folder}")
     return 0

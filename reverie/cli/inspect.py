@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from reverie.shards.inspect import contact_sheet, print_summary, summarize
@@ -17,7 +18,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = summarize(args.folder)
+    try:
+        summary = summarize(args.folder)
+    except FileNotFoundError as error:
+        print(f"reverie inspect: {error}", file=sys.stderr)
+        return 2
     sheet = contact_sheet(args.folder, args.sheet or args.folder / "contact_sheet.png", clips=args.sheet_clips)
     summary["contact_sheet"] = str(sheet) if sheet else None
     if args.json:

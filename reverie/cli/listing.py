@@ -1,10 +1,14 @@
-"""List every registered component: decoders, models, agents, planners, goal tasks, scripted
-recording policies, training tasks and data modules."""
+"""List the registered components of every kind, or of one.
+
+Kinds: decoders, models, agents, planners, goal tasks, scripted recording policies, training tasks
+and data modules.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -31,8 +35,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     for module in REGISTERING_MODULES:
         importlib.import_module(module)
+    registries = all_registries()
+    if args.kind is not None and args.kind not in registries:
+        print(f"reverie list: no registry {args.kind!r}; kinds: {', '.join(sorted(registries))}", file=sys.stderr)
+        return 2
     table = Table("kind", "name")
-    for kind, registry in sorted(all_registries().items()):
+    for kind, registry in sorted(registries.items()):
         if args.kind in (None, kind):
             for name in registry:
                 table.add_row(kind, name)

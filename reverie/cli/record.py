@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 from rich.console import Console
 
 from reverie.shards.payloads import CLIP_FORMATS
@@ -45,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
         shard_max_count=args.shard_size,
         progress=sys.stderr.isatty(),
     )
-    lines = run_record(config)
+    try:
+        lines = run_record(config)
+    except (KeyError, ValueError, FileNotFoundError, gym.error.Error) as error:
+        print(f"reverie record: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
+        return 2
     clips = sum(line["clips"] for line in lines)
     mean_return = sum(line["return"] for line in lines) / max(len(lines), 1)
     Console(stderr=True).print(f"{len(lines)} episodes of {args.env_id}, {clips} clips, mean return {mean_return:.2f} -> {args.out / 'shards'}")

@@ -88,9 +88,14 @@ def make_env(env_id: str, size: int | None = None, **kwargs) -> gym.Env:
     return gym.make(env_id, render_mode="rgb_array", **kwargs)
 
 
+ATARI_FRAME_RATE = 60.0  # Hz: the Atari 2600 draws 60 NTSC frames a second; ale-py's render_fps (30) is its viewer's
+
+
 def frame_rate(env: gym.Env) -> float:
-    """Frames per second of the recorded stream: the render rate, divided by any frame skip."""
-    fps = float(env.metadata.get("render_fps") or 30)
+    """Frames per second of the recorded stream: the emulated or rendered rate, divided by any
+    frame skip (ALE/Pong-v5, frameskip 4: 15 frames a second)."""
+    is_atari = type(env.unwrapped).__module__.startswith("ale_py")
+    fps = ATARI_FRAME_RATE if is_atari else float(env.metadata.get("render_fps") or 30)
     frameskip = getattr(env.unwrapped, "_frameskip", 1)
     return fps / frameskip if isinstance(frameskip, int) and frameskip > 1 else fps
 

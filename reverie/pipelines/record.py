@@ -83,6 +83,7 @@ def run_record(config: RecordConfig) -> list[dict]:
     manifest_path = config.out / "manifest.jsonl"
     done = {line["episode"] for line in read_manifest(manifest_path)}
     env = make_env(config.env_id, size=config.size)
+    make_policy(config.policy, env, config.seed)  # an unknown or unfit policy fails here, before any file is written
     fps = frame_rate(env)
     sink = ShardSink(config.out / "shards", manifest_path, max_count=config.shard_max_count)
     try:

@@ -187,6 +187,8 @@ def image_goal(task: GoalTask, path: str | Path, seed: int, size: int) -> Goal:
             frame = resize_frame(np.asarray(image.convert("RGB")), size)
     except OSError as error:
         raise GoalError(f"{path}: not a readable image ({error})") from error
+    except ValueError as error:  # a size the frames cannot have
+        raise GoalError(f"{path}: {error}") from error
     if frame.shape[:2] != (size, size):
         raise GoalError(f"{path}: a {frame.shape[1]}x{frame.shape[0]} goal after resizing; frames are {size}x{size} (crop it square)")
     return Goal(task, frame, None, seed)

@@ -76,7 +76,7 @@ def test_a_run_without_ema_weights_needs_no_ema(tmp_path, capsys):
     (run / "config.yaml").write_text("task: model\n")
     write_checkpoint(run, 3, ema_seed=None, raw_seed=7)
     assert main(["export", str(run), "--out", str(tmp_path / "model")]) == 1
-    assert "the run kept no EMA weights (ema: null); export with --no-ema" in capsys.readouterr().out
+    assert "the run kept no EMA weights (ema: null); export with --no-ema" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
     assert main(["export", str(run), "--out", str(tmp_path / "model"), "--no-ema"]) == 0
     assert_weights(tmp_path / "model", seed=7)
@@ -84,11 +84,11 @@ def test_a_run_without_ema_weights_needs_no_ema(tmp_path, capsys):
 
 def test_a_folder_that_is_not_a_run_or_has_no_checkpoint_exits_1_naming_it(tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "model")]) == 1
-    assert capsys.readouterr().out == f"reverie export: {tmp_path / 'missing'}: not a run folder (no config.yaml)\n"
+    assert capsys.readouterr().err == f"reverie export: {tmp_path / 'missing'}: not a run folder (no config.yaml)\n"
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh" / "config.yaml").write_text("task: model\n")
     assert main(["export", str(tmp_path / "fresh"), "--out", str(tmp_path / "model")]) == 1
-    assert f"{tmp_path / 'fresh'}: no checkpoint in {tmp_path / 'fresh' / 'checkpoints'}" in capsys.readouterr().out
+    assert f"{tmp_path / 'fresh'}: no checkpoint in {tmp_path / 'fresh' / 'checkpoints'}" in capsys.readouterr().err
 
 
 def test_out_is_required(tmp_path, capsys):

@@ -52,3 +52,8 @@ def test_without_json_the_table_is_printed_with_the_sheet(monkeypatch, tmp_path,
     assert main(["inspect", str(tmp_path)]) == 0
     assert printed == [{"folder": str(tmp_path), "clips": 0, "contact_sheet": None}] and capsys.readouterr().out == ""
     assert sheets == [(tmp_path / "contact_sheet.png", 8)]
+
+
+def test_a_folder_that_is_not_an_ingest_output_exits_2_naming_it(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert f"reverie inspect: {tmp_path}: no manifest.jsonl and no shards/*.tar" in capsys.readouterr().err

@@ -37,3 +37,9 @@ def test_one_kind_lists_only_that_registry(capsys):
     rows = listed_rows(capsys)
     assert rows and {kind for kind, _ in rows} == {"decoder"}
     assert [name for _, name in rows] == list(all_registries()["decoder"])
+
+
+def test_an_unknown_kind_exits_2_naming_the_kinds(capsys):
+    assert main(["list", "nonsense"]) == 2
+    error = capsys.readouterr().err
+    assert "no registry 'nonsense'" in error and "agent" in error and "planner" in error

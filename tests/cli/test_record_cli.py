@@ -67,3 +67,18 @@ def test_missing_or_bad_flags_exit_2(recordings, arguments, message, capsys):
         main(["record", *arguments])
     assert exit.value.code == 2 and message in capsys.readouterr().err
     assert recordings == []
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["CartPole-v1", "--policy", "sideways"], "--policy 'sideways': use random, scripted, or a model folder"),
+        (["Acrobot-v1", "--policy", "scripted"], "no scripted policy for Acrobot-v1"),
+        (["NoSuchEnv-v0"], "NoSuchEnv"),
+    ],
+)
+def test_a_bad_env_or_policy_exits_2_before_writing_anything(tmp_path, arguments, message, capsys):
+    out = tmp_path / "out"
+    assert main(["record", *arguments, "--episodes", "1", "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

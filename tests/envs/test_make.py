@@ -119,3 +119,11 @@ def test_resize_frame_leaves_a_frame_of_the_right_size_alone_and_refuses_odd_siz
     assert abs(float(smaller.mean()) - float(frame.mean())) < 3  # bilinear: the picture, smaller
     with pytest.raises(ValueError, match="must be even"):
         resize_frame(frame, 31)
+
+
+def test_an_atari_stream_runs_at_the_emulator_rate_over_its_frame_skip():
+    env = make_env("ALE/Pong-v5")  # frameskip 4 at 60 Hz
+    try:
+        assert frame_rate(env) == 15.0
+    finally:
+        env.close()

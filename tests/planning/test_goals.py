@@ -210,3 +210,5 @@ def test_image_goals_that_cannot_be_used_name_the_file(tmp_path):
     Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "wide.png")
     with pytest.raises(GoalError, match=r"wide\.png: a 64x32 goal after resizing; frames are 32x32"):
         image_goal(task, tmp_path / "wide.png", 0, SIZE)
+    with pytest.raises(GoalError, match=r"wide\.png: .*even"):  # frames are even-sized, as yuv420p video needs
+        image_goal(task, tmp_path / "wide.png", 0, 33)
