@@ -1,4 +1,4 @@
-"""MB-MF ([8] Nagabandi et al. 2018) on gymnasium's HalfCheetah-v5, beside PPO from scratch.
+"""MB-MF ([6] Nagabandi et al. 2018) on gymnasium's HalfCheetah-v5, beside PPO from scratch.
 
 The paper's claims (Figs. 5-6): the model-based controller alone (random-shooting MPC on a learned
 residual model, with data aggregation) reaches moderate returns with about 100x fewer samples than

@@ -1,4 +1,4 @@
-"""MBPO ([3] Janner et al. 2019) on InvertedPendulum-v5, beside stable-baselines3's SAC.
+"""MBPO ([8] Janner et al. 2019) on InvertedPendulum-v5, beside stable-baselines3's SAC.
 
 The paper's Fig. 2: MBPO reaches the pendulum's best return of 1000 within a few thousand steps
 (read off the curve), where SAC needs more. The issue's claim: MBPO reaches at least 900 within

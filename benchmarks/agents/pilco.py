@@ -1,4 +1,4 @@
-"""PILCO ([4] Deisenroth & Rasmussen 2011) on its cart-pole swing-up, beside SAC.
+"""PILCO ([3] Deisenroth & Rasmussen 2011) on its cart-pole swing-up, beside SAC.
 
 The paper's claim (its cart-pole experiment): after one random trial, PILCO learns to swing the pole up and balance
 it within a handful of trials, "after about 17.5 s of interaction" in all. We run one random

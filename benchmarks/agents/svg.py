@@ -1,4 +1,4 @@
-"""SVG(1)-ER and SVG(inf) ([6] Heess et al. 2015) on the pendulum swing-up, beside SAC.
+"""SVG(1)-ER and SVG(inf) ([4] Heess et al. 2015) on the pendulum swing-up, beside SAC.
 
 The paper's claim (Sec. 6, Figs. 2-3): SVG(1) with experience replay learns pendulum and cart-pole
 type swing-ups quickly, in far fewer steps than its model-free and on-policy relatives, and SVG(inf)

@@ -1,4 +1,4 @@
-"""The cart-pole swing-up with PILCO's parameters ([4] Deisenroth & Rasmussen 2011, its
+"""The cart-pole swing-up with PILCO's parameters ([3] Deisenroth & Rasmussen 2011, its
 cart-pole experiment; Deisenroth 2010, thesis, appendix; the PILCO software's `dynamics_cp.m`).
 
 A cart of 0.5 kg on a rail carries a uniform pole of 0.5 kg and length 0.6 m; the cart feels a
