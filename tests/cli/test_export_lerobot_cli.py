@@ -10,11 +10,6 @@ from reverie.cli import export_lerobot
 from reverie.cli.main import main
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps its lines to the terminal, paths included
-
-
 def flat(text: str) -> str:
     return " ".join(text.split())
 

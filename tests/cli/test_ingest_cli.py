@@ -16,11 +16,6 @@ from reverie.cli.main import main
 from reverie.pipelines.decoders import DEFAULT_DECODER
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps its lines to the terminal, paths included
-
-
 @pytest.fixture
 def ingests(monkeypatch) -> list:
     """The configs `run_ingest` is called with; each input reported ok with 2 clips."""

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 
 from reverie.cli.main import main
 from reverie.registry import all_registries
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps long cells to the terminal
 
 
 def listed_rows(capsys) -> list[tuple[str, str]]:

@@ -11,11 +11,6 @@ from reverie.cli.main import main
 from reverie.shards.manifest import read_manifest
 
 
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "1000")  # rich wraps its lines to the terminal, paths included
-
-
 @pytest.fixture
 def recordings(monkeypatch) -> list:
     calls = []
