@@ -1,0 +1,50 @@
+"""One writer per folder: a second lock on a held folder fails at once, naming the holder's pid; a
+released or killed holder frees the folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from reverie.shards.folder_lock import LOCK_NAME, FolderLock, FolderLockedError
+
+HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+
+
+def holder(folder) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
+    process = holder(tmp_path / "out")
+    try:
+        with pytest.raises(FolderLockedError, match=f"{tmp_path / 'out'} is being written by process {process.pid}") as error:
+            FolderLock(tmp_path / "out").acquire()
+        assert error.value.pid == process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_holder_killed_with_kill_9_frees_the_folder(tmp_path):
+    process = holder(tmp_path)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (tmp_path / LOCK_NAME).read_text().strip() == str(process.pid)  # a stale pid is left, and means nothing
+    with FolderLock(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_release_frees_the_folder_within_one_process(tmp_path):
+    lock = FolderLock(tmp_path).acquire()
+    with pytest.raises(FolderLockedError):  # flock locks belong to the open file: a second open is refused too
+        FolderLock(tmp_path).acquire()
+    lock.release()
+    with FolderLock(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
