@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+
+# MuJoCo picks its GL backend when it is first imported, and the machines that run the tests have
+# no display: render off-screen with EGL, before any test module imports mujoco.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 from pathlib import Path
 
 import pytest

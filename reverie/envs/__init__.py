@@ -12,7 +12,14 @@ makes one of these envs:
   (`reacher_joints`), the quickstart's robot.
 """
 
+import os
+
 import gymnasium as gym
+
+# MuJoCo picks its GL backend when it is first imported: reverie renders off-screen (EGL), and
+# pygame-drawn envs draw without a window, unless the user chose otherwise.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 ENVS = {  # id: (entry point, gym.register keywords)
     "reverie/DynaMaze-v0": ("reverie.envs.gridworlds:dyna_maze", {}),

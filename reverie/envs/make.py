@@ -4,7 +4,6 @@ only when it is asked for."""
 
 from __future__ import annotations
 
-import os
 
 import gymnasium as gym
 import numpy as np
@@ -71,8 +70,6 @@ def make_env(env_id: str, size: int | None = None, **kwargs) -> gym.Env:
     """`gym.make(env_id, render_mode="rgb_array")`. MuJoCo envs render off-screen at `size` x `size`
     from a pinned camera (the env's own, or the one `CAMERAS` names), so a frame depends only on the
     simulator state."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame-rendered envs draw off-screen
     _register_for(env_id)
     if "pusht" in env_id.lower():
         return ForgetLastActionOnReset(gym.make(env_id, render_mode="rgb_array", **kwargs))

@@ -4,9 +4,7 @@ Its known reward against the env's is in `test_model_tasks.py`."""
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
 
 import gymnasium as gym
 import mujoco

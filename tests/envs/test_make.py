@@ -4,9 +4,7 @@ without the last episode's action; `frame_rate` and `resize_frame`."""
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
 
 from types import SimpleNamespace
 

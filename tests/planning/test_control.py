@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
 
 import mujoco
 import numpy as np

@@ -4,9 +4,7 @@ file. The closed planning loop and the oracle are in `test_control.py`."""
 
 from __future__ import annotations
 
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # off-screen MuJoCo, before anything imports mujoco
 
 from types import SimpleNamespace
 
