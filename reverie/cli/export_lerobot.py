@@ -3,7 +3,8 @@
 SHARDS is a `reverie record` or `reverie ingest` output folder (or its `shards/`). Clips are put
 back together into whole episodes; each camera becomes an H.264 video feature, actions `action`,
 states `observation.state`, rewards `next.reward`, episode ends `next.done`. `LeRobotDataset(repo_id,
-root=DIR)` loads the result.
+root=DIR)` loads the result. Nothing is written outside DIR (and its `.DIR.partial` sibling while
+it is written); --overwrite replaces only a LeRobot dataset, and only once the new one is complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repo-id", default="reverie/export", help="dataset name for the card (default reverie/export)")
     parser.add_argument("--robot-type", help="info.json robot_type (default: the clips' robot_type or env id)")
     parser.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out (a LeRobot dataset) once the new export is complete")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,7 +4,8 @@
 the last clip always ends on the episode's last frame) and the shards hold one episode's clips one
 after another. `shard_episodes` reads them back in order and gives, for each episode, an `Episode`
 whose arrays have every frame once, and the frames of every camera (`KEY.mp4` is the first
-camera; `KEY.<camera>.mp4` the others, named in the clip metadata's `cameras`).
+camera; `KEY.<camera>.mp4` the others, named in the clip metadata's `cameras`). The episode's
+metadata is its first clip's, plus `clips`: the keys of its clips, in order.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def assemble_episode(clips: list[tuple[dict, dict[str, bytes]]]) -> tuple[Episod
         terminated=arrays["terminated"],
         truncated=arrays["truncated"],
         states=arrays.get("states"),
-        meta={name: meta.get(name) for name in EPISODE_META} | {"cameras": cameras},
+        meta={name: meta.get(name) for name in EPISODE_META} | {"cameras": cameras, "clips": [clip["key"] for clip, _ in clips]},
     )
     return episode, {name: arrays[name] for name in names}
 

@@ -17,12 +17,14 @@ seen exactly once per epoch.
 Determinism and resume. The order of each reader's stream is a pure function of (seed, epoch,
 reader, position), and so is each window (seeded by the sample's key). The state is therefore a
 few counters: the epoch and, per reader, the stream position and the samples yielded. A bad sample
-(undecodable, misaligned arrays, too short for the window) is skipped with a warning naming its
-shard and key, and the reader moves on to the next position. `ClipLoader` updates the state from
-the batches the training loop has actually received (each sample carries its reader and position),
-not from what workers prefetched. DataLoader workers hand out batches round-robin, so the state
-also records which reader's batch comes next, and a resumed loader lets its worker 0 play that
-reader. A resumed loader sees exactly the samples an uninterrupted one would have seen next.
+(corrupt or lying members, checked before they are decoded: see `clip_tensors.py`; misaligned
+arrays; too short for the window) is skipped with a `BadSampleWarning`, one line naming its shard,
+key and reason, and the reader, in a DataLoader worker too (which prints the warning on its
+stderr), moves on to the next position; more than `MAX_BAD_IN_A_ROW` in a row stop the run.
+`ClipLoader` updates the state from the batches the training loop has actually received (each
+sample carries its reader and position), not from what workers prefetched. DataLoader workers
+hand out batches round-robin, so the state also records which reader's batch comes next, and a
+resumed loader lets its worker 0 play that reader. A resumed loader sees exactly the samples an uninterrupted one would have seen next.
 
 Resuming needs the same seed, sources, window, world size, DataLoader workers and batch size;
 a state saved mid-epoch with another layout raises `LoaderStateError` (at an epoch boundary any
@@ -53,6 +55,10 @@ MAX_BAD_IN_A_ROW = 100  # past this many, the data (not one sample) is broken: s
 
 class LoaderStateError(ValueError):
     """A saved loader state that this loader cannot continue from."""
+
+
+class BadSampleWarning(UserWarning):
+    """A sample skipped because it cannot be decoded; the message names its shard and key."""
 
 
 class StreamPosition(NamedTuple):
@@ -207,7 +213,7 @@ class ClipDataset(IterableDataset):
                     raise BadSampleError(
                         error.shard, error.key, f"{MAX_BAD_IN_A_ROW} bad samples in a row, the last: {error.reason}"
                     ) from error
-                warnings.warn(f"skipping a bad sample: {error}")
+                warnings.warn(f"skipping a bad sample: {error}", BadSampleWarning)
                 continue
             bad_in_a_row = 0
             yield sample | {STREAM_KEY: where}

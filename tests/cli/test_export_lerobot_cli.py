@@ -1,6 +1,7 @@
 """`reverie export-lerobot SHARDS --out DIR`: flags reach the exporter with their defaults, the
-summary line, and exit 1 naming an existing --out or shards without episodes. Exporting recorded
-episodes and loading them with LeRobot is in `tests/pipelines/lerobot/test_lerobot.py`."""
+summary line, and exit 1 naming an existing --out, an --out that --overwrite must not replace, or
+shards without episodes. Exporting recorded episodes and loading them with LeRobot is in
+`tests/pipelines/lerobot/test_lerobot.py`."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ def test_an_existing_out_or_shards_without_episodes_exit_1_naming_them(tmp_path,
     assert main(["export-lerobot", str(shards), "--out", str(tmp_path / "new")]) == 1
     assert flat(capsys.readouterr().err).startswith(f"reverie export-lerobot: no episodes in {shards}")
     assert not (tmp_path / "new").exists()
+
+
+def test_overwrite_of_a_folder_that_is_not_a_lerobot_dataset_exits_1_naming_it(tmp_path, capsys):
+    shards, out = tmp_path / "shards", tmp_path / "notes"
+    shards.mkdir(), out.mkdir()
+    (out / "thesis.txt").write_text("years of work")
+    assert main(["export-lerobot", str(shards), "--out", str(out), "--overwrite"]) == 1
+    assert flat(capsys.readouterr().err).startswith(f"reverie export-lerobot: {out} is not a LeRobot dataset (no meta/info.json)")
+    assert (out / "thesis.txt").read_text() == "years of work"
 
 
 def test_out_is_required(capsys):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import timedelta
@@ -54,7 +57,8 @@ def video_sample(index: int, clip_format: str = "npy") -> dict:
     """An ingested-style clip: frames and json, no actions."""
     clip_frames = np.full((CLIP_FRAMES, 4, 4, 3), 10 * index % 256, np.uint8)
     payload = encode_mp4(clip_frames, 8.0) if clip_format == "mp4" else clip_frames
-    return {"__key__": f"video{index:04d}", clip_format: payload, "json": {"key": f"video{index:04d}", "fps": 8.0}}
+    meta = {"key": f"video{index:04d}", "fps": 8.0, "frames": CLIP_FRAMES, "height": 4, "width": 4}
+    return {"__key__": f"video{index:04d}", clip_format: payload, "json": meta}
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +249,58 @@ def test_bad_samples_are_skipped_with_a_warning_naming_shard_and_key(tmp_path):
     assert len(keys) == 4 and set(keys) == {"video0000", "video0003"}  # the good ones, wrapped to fill the epoch
     with pytest.raises(BadSampleError, match="000000.tar: sample (video0001|misaligned)"):
         keys_of(ClipLoader(ClipDataset(tmp_path, seed=0, samples_per_epoch=4, skip_bad=False), batch_size=4))
+
+
+def corrupt_samples() -> dict[str, dict]:
+    """One sample per way a member can be broken, by key."""
+    good = next(episode_shard_samples(range(1)))
+    mp4 = video_sample(0, "mp4")["mp4"]
+    cases = {
+        "truncated": video_sample(0, "mp4") | {"mp4": mp4[: len(mp4) // 2]},
+        "longer": video_sample(0, "mp4") | {"mp4": encode_mp4(np.zeros((100, 4, 4, 3), np.uint8), 8.0)},
+        "larger": video_sample(0, "mp4") | {"mp4": encode_mp4(np.zeros((CLIP_FRAMES, 64, 64, 3), np.uint8), 8.0)},
+        "flat_frames": video_sample(0) | {"npy": np.zeros((CLIP_FRAMES, 4, 4), np.uint8)},
+        "text_actions": good | {"actions.npy": np.array(["left"] * CLIP_FRAMES)},
+        "wide_rewards": good | {"rewards.npy": np.zeros((CLIP_FRAMES, 2), np.float32)},
+        "no_sizes": video_sample(0, "mp4") | {"json": {"key": "no_sizes", "fps": 8.0}},
+        "json_list": video_sample(0) | {"json": [1, 2]},
+    }
+    return {key: sample | {"__key__": key} for key, sample in cases.items()}
+
+
+@pytest.fixture(scope="module")
+def corrupt_shards(tmp_path_factory) -> Path:
+    """2 shards, each with 4 good clips and 4 broken ones."""
+    good = [video_sample(index) for index in range(8)]
+    broken = list(corrupt_samples().values())
+    mixed = [sample for pair in zip(good, broken) for sample in pair]
+    return write_shards(tmp_path_factory.mktemp("corrupt"), mixed, per_shard=8)
+
+
+def test_corrupt_members_are_skipped_by_dataloader_workers(corrupt_shards):
+    """Each worker reads one shard: its 4 good clips, wrapped around to its quota of 8."""
+    keys = keys_of(ClipLoader(ClipDataset(corrupt_shards, seed=0), batch_size=2, num_workers=2))
+    assert len(keys) == 16 and set(keys) == {f"video{index:04d}" for index in range(8)}
+
+
+READ_IN_WORKERS = """
+import sys
+from reverie.shards.loader import ClipDataset, ClipLoader
+loader = ClipLoader(ClipDataset(sys.argv[1], seed=0), batch_size=2, num_workers=2)
+print(sorted({key for batch in loader for key in batch["key"]}))
+"""
+
+
+def test_each_skipped_sample_is_one_warning_line_naming_its_shard_and_key(corrupt_shards):
+    """Run as training runs, outside pytest: workers print their warnings to the real stderr."""
+    environment = os.environ | {"PYTHONWARNINGS": "default"}
+    run = subprocess.run(
+        [sys.executable, "-c", READ_IN_WORKERS, str(corrupt_shards)], capture_output=True, text=True, timeout=120, env=environment
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(sorted(f"video{index:04d}" for index in range(8)))
+    skipped = [line for line in run.stderr.splitlines() if "skipping a bad sample" in line]
+    shards = sorted(str(path) for path in corrupt_shards.glob("*.tar"))
+    for key in corrupt_samples():
+        mentions = [line for line in skipped if f": sample {key}: " in line]
+        assert mentions and all(any(f"{shard}: sample {key}: " in line for shard in shards) for line in mentions), key

@@ -8,7 +8,14 @@ to `action` (with reverie's action space beside the feature), states to `observa
 rewards to `next.reward`, episode ends to `next.done`, and cut-off ends also to `next.truncated`,
 so a cut-off episode stays distinguishable from a finished one.
 
-The folder is written as `DIR.tmp` and renamed into place when complete.
+The folder is written as `.DIR.partial` beside DIR and renamed into place when complete; nothing
+else is written, whatever the shards say: a camera key names a folder (`videos/KEY/`), so one that
+is not a plain name (`format.is_path_part`) stops the export, naming the episode and its clip.
+
+`overwrite` replaces only a LeRobot dataset (a folder with meta/info.json) that does not hold the
+shards being read, and never leaves DIR without a complete copy: the old DIR is moved aside to
+`.DIR.replaced`, the new one renamed in, and only then the old one deleted. A run killed in between
+leaves `.DIR.replaced`, which the next run renames back to DIR if DIR is missing (else deletes).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from reverie.pipelines.lerobot.format import (
     aggregate_stats,
     camera_stats,
     feature_stats,
+    is_path_part,
     stats_to_json,
 )
 from reverie.shards.episode_reader import shard_episodes, shard_folder, where_of
@@ -55,8 +63,20 @@ class LeRobotExportConfig:
     overwrite: bool = False
 
 
+def check_camera_keys(episode: Episode) -> None:
+    """Refuse a camera key that would not stay one folder under videos/ (`../..`, `/x`, `a/b`)."""
+    for name, key in episode.meta["cameras"].items():
+        if not is_path_part(key):
+            clip = (episode.meta.get("clips") or ["?"])[0]
+            raise ValueError(
+                f"{where_of(episode.meta)}, clip {clip}: camera {name!r} has the key {key!r}, which would name a "
+                "folder of the export; a key is letters, digits, '_', '.' and '-', and not '.' or '..'"
+            )
+
+
 def episode_features(episode: Episode, cameras: dict[str, np.ndarray], fps: float, codec: str) -> dict:
     """The LeRobot `features` of info.json that this episode fills."""
+    check_camera_keys(episode)
     features = {}
     for name, key in episode.meta["cameras"].items():
         height, width = cameras[name].shape[1:3]
@@ -276,17 +296,52 @@ configs:
 """
 
 
-def run_lerobot_export(config: LeRobotExportConfig) -> dict:
-    """Write every episode of `config.shards` into the LeRobot folder `config.out`; return a summary."""
-    if config.out.exists() and not config.overwrite:
-        raise FileExistsError(f"{config.out} exists (--overwrite replaces it)")
-    partial = config.out.with_name(config.out.name + ".tmp")
-    shutil.rmtree(partial, ignore_errors=True)
+def _aside(out: Path, role: str) -> Path:
+    """The sibling of `out` that holds its `partial` export or the `replaced` old copy."""
+    return out.with_name(f".{out.name}.{role}")
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder of ours; a symlink (a `--out` that was one) loses the link, not its target."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _put_back_replaced(out: Path) -> None:
+    """Finish what a killed overwrite left: put the old copy back if `out` is missing, else drop it."""
+    replaced = _aside(out, "replaced")
+    if os.path.lexists(replaced) and not os.path.lexists(out):
+        os.replace(replaced, out)
+    else:
+        _remove(replaced)
+
+
+def check_replaceable(out: Path, shards: Path) -> None:
+    """`FileExistsError` unless `out` is a LeRobot dataset that `--overwrite` may delete."""
+    if not (out / "meta" / "info.json").is_file():
+        raise FileExistsError(f"{out} is not a LeRobot dataset (no meta/info.json): --overwrite replaces only one")
+    if shard_folder(shards).resolve().is_relative_to(out.resolve()):
+        raise FileExistsError(f"{out} holds the shards being exported ({shard_folder(shards)}): --overwrite would delete them")
+
+
+def _swap_in(partial: Path, out: Path) -> None:
+    """Rename the finished export to `out`; an old `out` is moved aside first and deleted last."""
+    replaced = _aside(out, "replaced")
+    if os.path.lexists(out):
+        os.replace(out, replaced)
+    os.replace(partial, out)
+    _remove(replaced)
+
+
+def write_export(config: LeRobotExportConfig, root: Path) -> dict:
+    """Write every episode of `config.shards` into the new folder `root`; return a summary."""
     writer, robot_type = None, config.robot_type
     for episode, cameras in shard_episodes(config.shards):
         fps = config.fps or episode.meta["fps"]
         if writer is None:
-            writer = LeRobotWriter(partial, fps, config)
+            writer = LeRobotWriter(root, fps, config)
             robot_type = robot_type or episode.meta.get("robot_type") or episode.meta.get("env_id")
         elif fps != writer.fps:
             raise ValueError(f"{where_of(episode.meta)}: {fps} fps, the first episode has {writer.fps} (--fps sets one rate)")
@@ -294,7 +349,22 @@ def run_lerobot_export(config: LeRobotExportConfig) -> dict:
     if writer is None:
         raise ValueError(f"no episodes in {shard_folder(config.shards)}: no clip has `episode` metadata")
     writer.close(robot_type)
-    if config.out.exists():
-        shutil.rmtree(config.out)
-    os.replace(partial, config.out)
     return {"out": str(config.out), "episodes": len(writer.episodes), "frames": writer.total_frames, "tasks": len(writer.tasks)}
+
+
+def run_lerobot_export(config: LeRobotExportConfig) -> dict:
+    """Write every episode of `config.shards` into the LeRobot folder `config.out`; return a summary."""
+    _put_back_replaced(config.out)
+    if config.out.exists() and not config.overwrite:
+        raise FileExistsError(f"{config.out} exists (--overwrite replaces it)")
+    if config.out.exists():
+        check_replaceable(config.out, config.shards)
+    partial = _aside(config.out, "partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a killed run's
+    try:
+        summary = write_export(config, partial)
+        _swap_in(partial, config.out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary

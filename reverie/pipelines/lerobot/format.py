@@ -23,11 +23,13 @@ v3.0, as `LeRobotDataset.create(...)` of lerobot 0.4 writes it:
 v2.1 (read only): meta/episodes.jsonl (episode_index, tasks, length), meta/tasks.jsonl,
 data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet and
 videos/chunk-{episode_chunk:03d}/KEY/episode_{episode_index:06d}.mp4, one file per episode from t = 0.
+
+A name that goes into a path, read from a dataset or written to one, is one plain file name
+(`is_path_part`).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -42,6 +44,7 @@ VIDEO_PATH = "videos/{video_key}/" + CHUNK_FILE + ".mp4"
 EPISODES_PATH = f"meta/episodes/{CHUNK_FILE}.parquet"
 CHUNKS_SIZE = 1000  # files per chunk folder
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
+PATH_PART = re.compile(r"[A-Za-z0-9_.-]+")
 
 # Every LeRobot frame row has these, whatever the robot.
 INDEX_FEATURES = {
@@ -57,13 +60,15 @@ def is_lerobot_dataset(path: str | Path) -> bool:
     return (Path(path) / "meta" / "info.json").is_file()
 
 
-def read_info(root: Path) -> dict:
-    return json.loads((Path(root) / "meta" / "info.json").read_text())
-
-
 def video_keys(info: dict) -> list[str]:
     """The camera features stored as mp4, in the order info.json lists them (the first is primary)."""
     return [key for key, feature in info["features"].items() if feature["dtype"] == "video"]
+
+
+def is_path_part(name) -> bool:
+    """Whether `name` may be one folder or file name: letters, digits, `_`, `.` and `-`, and not
+    `.` or `..` (so it can neither climb out of a folder nor start another one)."""
+    return isinstance(name, str) and PATH_PART.fullmatch(name) is not None and name not in (".", "..")
 
 
 # Member names a camera must not take: the episode arrays, the metadata, latent shards' payloads.

@@ -12,15 +12,23 @@ The first camera in `meta/info.json` is the clip (`KEY.mp4`); each other camera 
 `action` becomes the actions, `observation.state` the states, `next.reward` the rewards and
 `next.done` the episode ends. Frames are not resampled: clips keep the dataset's fps.
 
+Isolation, as in ingestion (`ingest._in_worker` in a pebble pool): each episode is decoded in a
+worker process, within `decode_timeout` plus `timeout_per_second` for each second of its video (all
+cameras), at most `max_timeout`; reading a dataset's meta/ runs there too, within `meta_timeout`.
+A decoder that raises, crashes or hangs costs its episode only (a `failed` line with the reason);
+a dataset whose meta/ cannot be read, or points outside its folder (`layout.py`), costs itself.
+The main process writes the clips in episode order, `workers` episodes decoding ahead.
+
 Manifest lines are `DATASET#episode=N`. A killed run resumes like ingestion: episodes in the
 manifest are skipped, and clips already in finished shards are not written twice.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
-import json
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pebble import ProcessExpired, ProcessPool
 from rich.progress import Progress
 
 from reverie.pipelines.clips import input_key
@@ -36,8 +45,10 @@ from reverie.pipelines.decoders.base import crop
 from reverie.shards.payloads import encode_clip
 from reverie.shards.episodes import Episode, episode_samples
 from reverie.pipelines.errors import VideoDecodeError
+from reverie.pipelines.ingest import _in_worker  # one isolation for videos and episodes
 from reverie.shards.geometry import FrameGeometry
-from reverie.pipelines.lerobot.format import camera_name, is_lerobot_dataset, read_info, video_keys
+from reverie.pipelines.lerobot.format import camera_name, is_lerobot_dataset, video_keys
+from reverie.pipelines.lerobot.layout import EpisodeEntry, dataset_entries
 from reverie.shards.manifest import read_manifest
 from reverie.shards.sink import ShardSink
 
@@ -58,17 +69,15 @@ class LeRobotImportConfig:
     shard_max_count: int = 1000
     shard_max_bytes: int = 1 << 30
     progress: bool = True
+    workers: int = 1  # episodes decoding at once, each in a worker process of its own
+    meta_timeout: float = 60.0  # seconds to read a dataset's meta/ (as ingestion's probe_timeout)
+    decode_timeout: float = 120.0  # seconds an episode may take, plus timeout_per_second for each
+    timeout_per_second: float = 10.0  # second of video it holds (all cameras) ...
+    max_timeout: float = 600.0  # ... and never more than this, whatever length the metadata says
 
-
-@dataclass(frozen=True)
-class EpisodeEntry:
-    """Where one episode's frame rows and videos lie in the dataset folder."""
-
-    index: int
-    length: int
-    tasks: list[str]
-    data_file: Path
-    videos: dict[str, tuple[Path, float, float]]  # video key -> (mp4, from_timestamp, to_timestamp)
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"LeRobotImportConfig: workers {self.workers} must be at least 1")
 
 
 def split_lerobot_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
@@ -77,49 +86,7 @@ def split_lerobot_inputs(arguments: list[str]) -> tuple[list[Path], list[str]]:
     return datasets, [argument for argument in arguments if not is_lerobot_dataset(argument)]
 
 
-def episode_entries(root: Path, info: dict) -> list[EpisodeEntry]:
-    if info.get("codebase_version", "").startswith("v2"):
-        return _entries_v2(root, info)
-    return _entries_v3(root, info)
-
-
-def _entries_v3(root: Path, info: dict) -> list[EpisodeEntry]:
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise VideoDecodeError(root, "no meta/episodes/chunk-*/file-*.parquet")
-    rows = []
-    for path in files:
-        columns = [name for name in pq.read_schema(path).names if not name.startswith("stats/")]
-        rows += pq.read_table(path, columns=columns).to_pylist()
-    entries = []
-    for row in sorted(rows, key=lambda row: row["episode_index"]):
-        data_file = root / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
-        videos = {}
-        for key in video_keys(info):
-            prefix = f"videos/{key}/"
-            video_file = info["video_path"].format(
-                video_key=key, chunk_index=row[prefix + "chunk_index"], file_index=row[prefix + "file_index"]
-            )
-            videos[key] = (root / video_file, row[prefix + "from_timestamp"], row[prefix + "to_timestamp"])
-        tasks = list(row.get("tasks") or [])
-        entries.append(EpisodeEntry(row["episode_index"], row["length"], tasks, data_file, videos))
-    return entries
-
-
-def _entries_v2(root: Path, info: dict) -> list[EpisodeEntry]:
-    lines = (root / "meta" / "episodes.jsonl").read_text().splitlines()
-    entries = []
-    for row in sorted((json.loads(line) for line in lines if line.strip()), key=lambda row: row["episode_index"]):
-        index, length = row["episode_index"], row["length"]
-        where = {"episode_chunk": index // info.get("chunks_size", 1000), "episode_index": index}
-        span = (0.0, length / info["fps"])  # one file per episode
-        videos = {key: (root / info["video_path"].format(video_key=key, **where), *span) for key in video_keys(info)}
-        data_file = root / info["data_path"].format(**where)
-        entries.append(EpisodeEntry(index, length, list(row.get("tasks") or []), data_file, videos))
-    return entries
-
-
-@functools.lru_cache(maxsize=1)  # episodes come in file order: each data file is read once
+@functools.lru_cache(maxsize=1)  # a worker gets episodes in file order: it reads each data file once
 def _frame_table(data_file: Path) -> pa.Table:
     columns = [name for name in pq.read_schema(data_file).names if name in FRAME_COLUMNS]
     return pq.read_table(data_file, columns=columns)
@@ -202,7 +169,10 @@ def camera_frames(
         raise VideoDecodeError(path, f"{where}: missing video {video}")
     half_frame = 0.5 / fps
     targets = from_timestamp + timestamps
-    frames, times = decode_span(path, targets[0] - half_frame, targets[-1] + half_frame, config.size, config.keep_aspect)
+    try:
+        frames, times = decode_span(path, targets[0] - half_frame, targets[-1] + half_frame, config.size, config.keep_aspect)
+    except VideoDecodeError as error:
+        raise VideoDecodeError(path, f"{where}: {video}: {error.reason}") from None
     if not len(frames):
         raise VideoDecodeError(path, f"{where}: no frames in {video} between {targets[0]:.3f} s and {targets[-1]:.3f} s")
     picks, gaps = nearest_frames(times, targets)
@@ -309,53 +279,93 @@ def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _reason(error: Exception, context: str = "") -> str:
-    """A `VideoDecodeError`'s own reason (it names the file); any other error with its type."""
-    return error.reason if isinstance(error, VideoDecodeError) else f"{context}{type(error).__name__}: {error}"
-
-
 def _line(path: str, status: str, reason: str, shards: list[str], **extra) -> dict:
     return {"path": path, "status": status, "reason": reason, "clips": len(shards), "shards": sorted(set(shards)), **extra}
 
 
-def import_episode(root: Path, info: dict, entry: EpisodeEntry, config: LeRobotImportConfig, sink: ShardSink) -> None:
-    path, key_prefix = f"{root}#episode={entry.index}", f"{dataset_slug(root)}_e{entry.index:06d}"
+def episode_path(root: Path, entry: EpisodeEntry) -> str:
+    """How the manifest names an episode: `DATASET#episode=N`."""
+    return f"{root}#episode={entry.index}"
+
+
+def episode_key(root: Path, entry: EpisodeEntry) -> str:
+    """The prefix of the episode's clip keys."""
+    return f"{dataset_slug(root)}_e{entry.index:06d}"
+
+
+def episode_clips(root: Path, info: dict, entry: EpisodeEntry, config: LeRobotImportConfig) -> tuple[int, list[dict]]:
+    """(the episode's length, its clip samples): all the decoding of one episode, in a worker."""
     try:
         episode, cameras = read_episode(root, info, entry, config)
-    except Exception as error:  # one bad episode costs that episode only
-        reason = _reason(error, f"episode {entry.index}: ")
+    except VideoDecodeError:
+        raise
+    except Exception as error:  # pickled back as the reason, with the episode named
+        raise VideoDecodeError(root, f"episode {entry.index}: {type(error).__name__}: {error}") from None
+    return len(episode), list(camera_samples(episode, cameras, episode_key(root, entry), config))
+
+
+def episode_timeout(info: dict, entry: EpisodeEntry, config: LeRobotImportConfig) -> float:
+    """Seconds one episode may take: `decode_timeout` plus `timeout_per_second` for each second of
+    video it holds (all cameras), at most `max_timeout` (the length is what the metadata says)."""
+    seconds = entry.length / info["fps"] * len(entry.videos)
+    return min(config.max_timeout, config.decode_timeout + config.timeout_per_second * seconds)
+
+
+def _isolated(future, stage: str, timeout: float, context: str = "") -> tuple[object, str]:
+    """(the result of a task scheduled with `ingest._in_worker`, "") or (None, why it failed): the
+    worker's own error (it names the episode), or a timeout or a crash, worded as ingestion words
+    them after `context`."""
+    try:
+        return future.result(), ""
+    except VideoDecodeError as error:
+        return None, error.reason
+    except concurrent.futures.TimeoutError:
+        return None, f"{context}{stage} timed out after {timeout:.0f} s"
+    except ProcessExpired as error:
+        return None, f"{context}decoder process crashed during {stage} (exit code {error.exitcode})"
+
+
+def commit_episode(root: Path, entry: EpisodeEntry, future, timeout: float, config: LeRobotImportConfig, sink: ShardSink) -> None:
+    """Write the episode's clips once its worker is done, then its manifest line; a failed episode
+    (an error, a timeout, a crash) gets a `failed` line and no clips."""
+    path, key_prefix = episode_path(root, entry), episode_key(root, entry)
+    result, reason = _isolated(future, "decode", timeout, context=f"episode {entry.index}: ")
+    if reason:
         sink.add_line(_line(path, "failed", reason, [], episode=entry.index, key=key_prefix), [])
         return
-    shards = [sink.write(sample) for sample in camera_samples(episode, cameras, key_prefix, config)]
-    status, reason = "ok", ""
-    if not shards:
-        status, reason = "skipped", f"episode of {len(episode)} frames is shorter than a clip ({config.clip_frames})"
-    sink.add_line(_line(path, status, reason, shards, episode=entry.index, length=len(episode), key=key_prefix), shards)
+    length, samples = result
+    shards = [sink.write(sample) for sample in samples]
+    status = "ok" if shards else "skipped"
+    reason = "" if shards else f"episode of {length} frames is shorter than a clip ({config.clip_frames})"
+    sink.add_line(_line(path, status, reason, shards, episode=entry.index, length=length, key=key_prefix), shards)
 
 
-def _dataset_entries(root: Path) -> tuple[dict, list[EpisodeEntry]]:
-    info = read_info(root)
-    keys = video_keys(info)
-    if not keys:
-        raise VideoDecodeError(root, "no video features (cameras stored as images in parquet are not supported)")
-    if len({camera_name(key) for key in keys}) < len(keys):
-        raise VideoDecodeError(root, f"cameras {keys} do not have distinct member names")
-    return info, episode_entries(root, info)
-
-
-def import_dataset(root: Path, config: LeRobotImportConfig, sink: ShardSink, done: set[str], progress: Progress) -> None:
-    """Every episode of one dataset folder not in `done`, in episode order."""
-    _frame_table.cache_clear()
-    try:
-        info, entries = _dataset_entries(root)
-    except Exception as error:  # an unreadable dataset is one failed line
-        if str(root) not in done:
-            sink.add_line(_line(str(root), "failed", f"not a readable LeRobot dataset: {_reason(error)}", []), [])
-        return
-    task = progress.add_task(f"import {root.name}", total=len(entries))
+def _scheduled(pool: ProcessPool, root: Path, info: dict, entries: list[EpisodeEntry], config: LeRobotImportConfig):
+    """(entry, future, timeout) in episode order, with up to 2 x workers episodes decoding ahead."""
+    window, pending = 2 * config.workers, deque()
     for entry in entries:
-        if f"{root}#episode={entry.index}" not in done:
-            import_episode(root, info, entry, config, sink)
+        timeout = episode_timeout(info, entry, config)
+        pending.append((entry, pool.schedule(_in_worker, (episode_clips, root, info, entry, config), timeout=timeout), timeout))
+        if len(pending) >= window:
+            yield pending.popleft()
+    yield from pending
+
+
+def import_dataset(
+    root: Path, config: LeRobotImportConfig, sink: ShardSink, done: set[str], pool: ProcessPool, progress: Progress
+) -> None:
+    """Every episode of one dataset folder not in `done`, in episode order, each decoded in `pool`."""
+    future = pool.schedule(_in_worker, (dataset_entries, root), timeout=config.meta_timeout)
+    result, reason = _isolated(future, "reading meta/", config.meta_timeout)
+    if reason:  # an unreadable dataset is one failed line
+        if str(root) not in done:
+            sink.add_line(_line(str(root), "failed", f"not a readable LeRobot dataset: {reason}", []), [])
+        return
+    info, entries = result
+    todo = [entry for entry in entries if episode_path(root, entry) not in done]
+    task = progress.add_task(f"import {root.name}", total=len(entries), completed=len(entries) - len(todo))
+    for entry, future, timeout in _scheduled(pool, root, info, todo, config):
+        commit_episode(root, entry, future, timeout, config, sink)
         progress.advance(task)
 
 
@@ -366,12 +376,17 @@ def run_lerobot_import(config: LeRobotImportConfig) -> list[dict]:
     sink = ShardSink(
         config.out / "shards", manifest_path, config.shard_prefix, config.shard_max_count, config.shard_max_bytes
     )
+    pool = ProcessPool(max_workers=config.workers)
     try:
         with Progress(disable=not config.progress) as progress:
             for root in config.datasets:
-                import_dataset(Path(root).absolute(), config, sink, done, progress)
+                import_dataset(Path(root).absolute(), config, sink, done, pool, progress)
     except BaseException:
+        pool.stop()  # not `close`: that would wait for the episodes still decoding
+        pool.join()
         sink.abort()
         raise
+    pool.close()
+    pool.join()
     sink.close()
     return read_manifest(manifest_path)
