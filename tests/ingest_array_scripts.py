@@ -2,6 +2,7 @@
 that writes the script, and readers of its `#SBATCH` lines and array task commands."""
 
 import shlex
+import sys
 from pathlib import Path
 
 from reverie.cli.main import main as reverie
@@ -13,6 +14,11 @@ ACCOUNT = "lab's account"
 CLIP_FLAGS = ["--size", "64", "--fps", "4", "--clip-frames", "8"]
 SLURM_FLAGS = ["--partition", PARTITION, "--account", ACCOUNT, "--time", "01:30:00", "--cpus-per-task", "1", "--mem", "4G"]
 TASK_ID = "${SLURM_ARRAY_TASK_ID}"
+
+
+def environment_reverie() -> str:
+    """The `reverie` of the environment that renders the script (the one the tasks must run)."""
+    return str(Path(sys.executable).parent / "reverie")
 
 
 def dry_run(out: Path, inputs: list[str], *flags: str) -> int:
@@ -36,9 +42,9 @@ def srun_line(script: str) -> str:
 
 
 def task_arguments(script: str, task: int) -> list[str]:
-    """The `reverie ...` arguments array task `task` runs (after `srun reverie`)."""
+    """The `reverie ...` arguments array task `task` runs (after `srun /path/to/env/bin/reverie`)."""
     words = shlex.split(srun_line(script))
-    assert words[:2] == ["srun", "reverie"]
+    assert words[:2] == ["srun", environment_reverie()]
     return [str(task) if word == TASK_ID else word for word in words[2:]]
 
 

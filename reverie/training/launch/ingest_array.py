@@ -1,10 +1,10 @@
 """The SLURM array that ingests an input list in slices: `reverie ingest --slurm`.
 
 `submit_slices` writes DIR/inputs.txt and DIR/ingest-array.sbatch (from `slurm/ingest-array.sbatch`)
-and submits it. Array task i runs `reverie ingest --input-list DIR/inputs.txt --slice i
---num-slices K` with the same clip settings, writing `shards/s{i:04d}-*.tar` and
-`manifests/slice-{i:04d}.jsonl`; `reverie ingest --merge DIR` (`reverie.pipelines.slices`) joins
-them once every task is done.
+and submits it. Array task i runs `ENV/bin/reverie ingest --input-list DIR/inputs.txt --slice i
+--num-slices K` (the `reverie` of the environment that submitted it, not the first on a node's PATH)
+with the same clip settings, writing `shards/s{i:04d}-*.tar` and `manifests/slice-{i:04d}.jsonl`;
+`reverie ingest --merge DIR` (`reverie.pipelines.slices`) joins them once every task is done.
 """
 
 from __future__ import annotations
@@ -14,9 +14,19 @@ import dataclasses
 import math
 
 from rich.console import Console
+from rich.markup import escape
 
 from reverie.pipelines.ingest import IngestConfig, save_run_config
-from reverie.training.launch.slurm import quote_command, render, sbatch_directives, submit, write_script
+from reverie.training.launch.slurm import (
+    SbatchScriptError,
+    quote_command,
+    quote_word,
+    render,
+    reverie_executable,
+    submit,
+    write_atomically,
+    write_script,
+)
 
 INPUTS_PER_SLICE = 100
 
@@ -42,7 +52,10 @@ def ingest_flags(config: IngestConfig) -> list[str]:
 
 def render_array_script(config: IngestConfig, args: argparse.Namespace) -> str:
     out = config.out.absolute()
-    directives = sbatch_directives(
+    quoted_out = quote_word("--out", str(out))  # first, so that a bad folder is named --out, not --input-list
+    command = [str(reverie_executable()), "ingest", "--input-list", str(out / "inputs.txt"), "--out", str(out)]
+    command += ["--workers", str(args.cpus_per_task), *ingest_flags(config), "--no-progress"]
+    directives = dict(
         job_name="reverie-ingest",
         array=f"0-{config.num_slices - 1}",
         partition=args.partition,
@@ -54,25 +67,29 @@ def render_array_script(config: IngestConfig, args: argparse.Namespace) -> str:
         mem=args.mem,
         output=str(out / "logs" / "ingest-%A_%a.out"),
     )
-    command = ["reverie", "ingest", "--input-list", str(out / "inputs.txt"), "--out", str(out)]
-    command += ["--workers", str(args.cpus_per_task), *ingest_flags(config), "--no-progress"]
     return render(
         "ingest-array.sbatch",
         directives=directives,
         command=quote_command(command),
         num_slices=config.num_slices,
-        out=quote_command([str(out)]),
+        out=quoted_out,
     )
 
 
 def submit_slices(config: IngestConfig, args: argparse.Namespace, console: Console) -> int:
-    """Write DIR/inputs.txt and DIR/ingest-array.sbatch, then submit it (or print it with --dry-run)."""
+    """Write DIR/inputs.txt and DIR/ingest-array.sbatch, then submit it (or print it with --dry-run).
+    A value that cannot go into the script is refused (exit 2) before anything is written."""
     slices = args.slices or max(1, math.ceil(len(config.inputs) / INPUTS_PER_SLICE))
     config = dataclasses.replace(config, num_slices=slices, slice_index=None)
+    try:
+        script = render_array_script(config, args)
+    except SbatchScriptError as error:
+        console.print(f"[red]reverie ingest:[/] {escape(str(error))}")
+        return 2
     (config.out / "logs").mkdir(parents=True, exist_ok=True)
-    (config.out / "inputs.txt").write_text("".join(f"{path}\n" for path in config.inputs))
+    write_atomically(config.out / "inputs.txt", "".join(f"{path}\n" for path in config.inputs))
     save_run_config(config)
-    script_path = write_script(render_array_script(config, args), config.out / "ingest-array.sbatch")
+    script_path = write_script(script, config.out / "ingest-array.sbatch")
     if args.dry_run:
         print(script_path.read_text(), end="")
         console.print(f"wrote {script_path} ({slices} array tasks, {len(config.inputs)} inputs); not submitted (--dry-run)")

@@ -7,11 +7,10 @@ with the config and overrides given, plus the layout SLURM decides: `trainer.num
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reverie.training.launch.slurm import quote_command, render, sbatch_directives, submit, write_script
+from reverie.training.launch.slurm import quote_command, quote_word, render, reverie_executable, submit, write_script
 from reverie.training.config import load_config
 
 REQUEUE_SIGNAL_SECONDS = 90  # USR1 this long before the end: time for one step and a checkpoint
@@ -47,7 +46,8 @@ def render_train_script(job: TrainJob) -> tuple[str, Path]:
     """The sbatch script and the run folder it trains into."""
     config = load_config(job.config, job.overrides)  # fails here, not on the cluster, on a bad config
     run_dir = Path(config.run.dir).absolute()
-    directives = sbatch_directives(
+    command = [str(reverie_executable()), "train", str(job.config.absolute()), *job_overrides(job, run_dir)]
+    directives = dict(
         job_name=f"reverie-{config.run.name}",
         nodes=job.nodes,
         ntasks_per_node=job.tasks,
@@ -62,9 +62,8 @@ def render_train_script(job: TrainJob) -> tuple[str, Path]:
         open_mode="append",
         output=str(run_dir / "logs" / "slurm-%j.out"),
     )
-    reverie = Path(sys.executable).parent / "reverie"  # the CLI of this environment, not whatever is on PATH
-    command = [str(reverie), "train", str(job.config.absolute()), *job_overrides(job, run_dir)]
-    script = render("train.sbatch", directives=directives, workdir=quote_command([str(Path.cwd())]), command=quote_command(command))
+    workdir = quote_word("working directory", str(Path.cwd()))
+    script = render("train.sbatch", directives=directives, workdir=workdir, command=quote_command(command))
     return script, run_dir
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from reverie.cli.main import build_parser
 from reverie.cli.main import main as reverie
-from ingest_array_scripts import ACCOUNT, OUT_NAME, PARTITION, SLURM_FLAGS, TASK_ID, directives, dry_run, srun_line, task_arguments
+from ingest_array_scripts import (
+    ACCOUNT, OUT_NAME, PARTITION, SLURM_FLAGS, TASK_ID, directives, dry_run, environment_reverie, flat, srun_line, task_arguments,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def test_srun_line_shell_quotes_user_strings(tmp_path, inputs, capsys):
     dry_run(out, inputs, "--slices", "2", *SLURM_FLAGS)
     script = capsys.readouterr().out
     words = shlex.split(srun_line(script))
-    assert words[:3] == ["srun", "reverie", "ingest"]
+    assert words[:3] == ["srun", environment_reverie(), "ingest"]
     assert words[words.index("--input-list") + 1] == str(out / "inputs.txt")
     assert words[words.index("--out") + 1] == str(out)
     assert words[words.index("--workers") + 1] == "1"
@@ -85,18 +87,23 @@ def test_srun_line_shell_quotes_user_strings(tmp_path, inputs, capsys):
     assert syntax.returncode == 0, syntax.stderr
 
 
-def test_bash_runs_each_task_with_the_paths_unexpanded(tmp_path, inputs, capsys):
+def test_bash_runs_each_task_with_the_paths_unexpanded_and_the_reverie_of_this_environment(tmp_path, inputs, capsys, monkeypatch):
+    environment = tmp_path / "env" / "bin"  # where the script finds `reverie`: beside this Python
+    on_path = tmp_path / "bin"  # what a node's PATH may hold: another `reverie`, which must not run
+    for folder in (environment, on_path):
+        folder.mkdir(parents=True)
+    (on_path / "srun").write_text('#!/bin/sh\nexec "$@"\n')
+    (on_path / "reverie").write_text("#!/bin/sh\necho the reverie on PATH >&2\nexit 3\n")
+    (environment / "reverie").write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    for tool in (on_path / "srun", on_path / "reverie", environment / "reverie"):
+        tool.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(environment / "python"))
     out = tmp_path / OUT_NAME
     dry_run(out, inputs, "--slices", "2", *SLURM_FLAGS)
     script = capsys.readouterr().out
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "srun").write_text('#!/bin/sh\nexec "$@"\n')
-    (fake_bin / "reverie").write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
-    for tool in ("srun", "reverie"):
-        (fake_bin / tool).chmod(0o755)
-    environment = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": "/home/elsewhere", "SLURM_ARRAY_TASK_ID": "1"}
-    task = subprocess.run(["bash", str(out / "ingest-array.sbatch")], env=environment, capture_output=True, text=True, check=True)
+    variables = {**os.environ, "PATH": f"{on_path}:{os.environ['PATH']}", "HOME": "/home/elsewhere", "SLURM_ARRAY_TASK_ID": "1"}
+    task = subprocess.run(["bash", str(out / "ingest-array.sbatch")], env=variables, capture_output=True, text=True)
+    assert task.returncode == 0, task.stderr
     arguments = json.loads(task.stdout)
     assert arguments == task_arguments(script, 1)
     assert arguments[arguments.index("--out") + 1] == str(out)
@@ -168,3 +175,51 @@ def test_submit_without_sbatch_says_to_use_a_login_node_or_dry_run(tmp_path, inp
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RuntimeError, match=r"sbatch is not on PATH.*--dry-run"):
         reverie(["ingest", *inputs, "--out", str(tmp_path / "out"), "--slurm"])
+
+
+@pytest.mark.parametrize(
+    "flags, option, value",
+    [
+        (["--partition", "gpu\ntouch /tmp/p #"], "--partition", "gpu\ntouch /tmp/p #"),
+        (["--account", "lab\r"], "--account", "lab\r"),
+        (["--mem", "4G\x00"], "--mem", "4G\x00"),
+        (["--time", "1:00:00\u2028srun true"], "--time", "1:00:00\u2028srun true"),
+    ],
+    ids=["partition-newline", "account-carriage-return", "mem-nul", "time-line-separator"],
+)
+def test_a_slurm_option_that_would_break_a_script_line_is_refused_before_anything_is_written(
+    tmp_path, inputs, capsys, flags, option, value
+):
+    out = tmp_path / OUT_NAME
+    assert dry_run(out, inputs, "--slices", "2", *flags) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert flat(f"{option}: {value!r}") in flat(printed.err)
+    assert not out.exists()
+
+
+def test_an_output_folder_that_would_break_a_script_line_is_refused_before_anything_is_written(tmp_path, inputs, capsys):
+    out = tmp_path / "clips\ntouch p"
+    assert dry_run(out, inputs) == 2
+    assert flat(f"--out: {str(out)!r}") in flat(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inputs_txt_is_replaced_whole(tmp_path, inputs, capsys, monkeypatch):
+    out = tmp_path / OUT_NAME
+    out.mkdir()
+    (out / "inputs.txt").write_text("/an/older/list.mp4\n")
+    replaced = {}
+    real_replace = os.replace
+
+    def replace(source, target):
+        if os.path.basename(target) == "inputs.txt":
+            replaced["inputs.txt"] = (os.path.dirname(source), Path(source).read_text(), Path(target).read_text())
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert dry_run(out, inputs, "--slices", "2") == 0
+    new_list = "".join(f"{path}\n" for path in inputs)
+    assert replaced["inputs.txt"] == (str(out), new_list, "/an/older/list.mp4\n"), "a reader sees the old list or the new one"
+    assert (out / "inputs.txt").read_text() == new_list
+    assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]

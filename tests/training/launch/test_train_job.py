@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from reverie.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -51,3 +53,43 @@ def test_a_bad_override_fails_before_anything_is_written(tmp_path, monkeypatch, 
     assert main(["submit", str(BASE), "trainer.max_step=5", "--dry-run"]) == 2
     assert "trainer.max_step" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, option, value",
+    [
+        (["--partition", "gpu\ntouch /tmp/p #"], "--partition", "gpu\ntouch /tmp/p #"),
+        (["--account", "lab\r"], "--account", "lab\r"),
+        (["--mem", "64G\x00"], "--mem", "64G\x00"),
+        (["--time", "1:00:00\u2028srun true"], "--time", "1:00:00\u2028srun true"),
+        (["run.name=ae\ntouch /tmp/p"], "run.name", "run.name=ae\ntouch /tmp/p"),
+        (["run.dir=elsewhere/a\tb"], "run.dir", "run.dir=elsewhere/a\tb"),
+    ],
+    ids=["partition-newline", "account-carriage-return", "mem-nul", "time-line-separator", "run.name-newline", "run.dir-tab"],
+)
+def test_a_value_that_would_break_a_script_line_is_refused_before_anything_is_written(
+    tmp_path, monkeypatch, capsys, arguments, option, value
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["submit", str(BASE), *arguments, "--dry-run"]) == 2
+    error = capsys.readouterr().err
+    assert f"{option}: {value!r}" in error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_name_that_would_break_the_job_name_line_is_refused(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "named.yaml"
+    config.write_text(BASE.read_text().replace("name: autoencoder-base", 'name: "ae\\ntouch /tmp/p #"\n  dir: runs/ae'))
+    monkeypatch.chdir(tmp_path)
+    assert main(["submit", str(config), "--dry-run"]) == 2
+    assert "--job-name: 'reverie-ae\\ntouch /tmp/p #'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_working_directory_that_would_break_the_cd_line_is_refused(tmp_path, monkeypatch, capsys):
+    workdir = tmp_path / "home\ntouch p"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    assert main(["submit", str(BASE), "run.dir=/nonexistent/run", "--dry-run"]) == 2
+    assert f"working directory: {str(workdir)!r}" in capsys.readouterr().err
+    assert list(workdir.iterdir()) == []
