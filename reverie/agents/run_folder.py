@@ -8,6 +8,10 @@ backups) and `checkpoint.safetensors`, each written to a temporary name and rena
 for the same run, `train_agent_run` resumes from the checkpoint, with a larger budget to train on:
 metrics rows written after the checkpoint are dropped and redone, and a maze that changes after so
 many steps goes on from the run's step count. `fresh=True` starts over.
+
+One process writes a run folder at a time: `open_agent_run` takes the folder's lock (a second
+process gets `FolderLockedError` before it changes any file), and the `AgentRun` holds it until it
+is closed (`with open_agent_run(...) as run:`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from omegaconf import OmegaConf
 
 import reverie.envs  # noqa: F401  (registers the reverie/ envs)
 from reverie.agents.registry import AGENTS
+from reverie.shards.folder_lock import FolderLock
 
 BUDGET_KEYS = {"episodes", "steps", "checkpoint_every"}
 METRICS_COLUMNS = ["episode", "return", "steps", "total_steps", "backups"]
@@ -84,21 +89,42 @@ class AgentRun:
     env: gym.Env
     folder: Path
     budget: dict  # episodes / steps / checkpoint_every, as asked
+    lock: FolderLock  # the folder's, held until `close`
+
+    def close(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> "AgentRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def open_agent_run(name: str, env_id: str, overrides: list[str], out: Path | None = None, seed: int = 0, fresh: bool = False) -> AgentRun:
     """Agent `name` on `env_id` in the run folder `out` (default `runs/agents/NAME-ENV`): restored
     from its checkpoint unless `fresh`, else new. Raises KeyError (unknown agent), OmegaConf,
     gymnasium, TypeError or ValueError errors for a bad request, RunFolderError when `out` holds
-    another run."""
+    another run, FolderLockedError when another process writes it."""
     agent_class = AGENTS.get(name)
     budget, env_kwargs, agent_items = split_overrides(overrides)
     config = resolve_config(agent_class, seed, agent_items)
     env = gym.make(env_id, **env_kwargs)
     out = out or default_run_folder(name, env_id)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / CHECKPOINT
     wanted = {"agent": name, "env": env_id, "env_kwargs": env_kwargs, "config": asdict(config)}
+    lock = FolderLock(out).acquire()  # makes the folder
+    try:
+        agent = restore_or_start(agent_class, config, env, out, wanted, fresh)
+    except BaseException:
+        lock.release()
+        raise
+    return AgentRun(name, agent, env, out, budget, lock)
+
+
+def restore_or_start(agent_class: type, config, env: gym.Env, out: Path, wanted: dict, fresh: bool):
+    """The agent restored from `out`'s checkpoint (when it holds the `wanted` run) unless `fresh`,
+    else a new one, with `wanted` written to run.json."""
+    checkpoint = out / CHECKPOINT
     if checkpoint.exists() and not fresh:
         changed = differences(json.loads((out / "run.json").read_text()), wanted)
         if changed:
@@ -106,11 +132,11 @@ def open_agent_run(name: str, env_id: str, overrides: list[str], out: Path | Non
         agent = agent_class.load(checkpoint)
         if hasattr(env.unwrapped, "set_total_steps"):  # a maze that changes after so many steps goes on from the run's count
             env.unwrapped.set_total_steps(agent.total_steps)
-        print(f"resuming {name} from {checkpoint} after {agent.episodes} episodes")
+        print(f"resuming {wanted['agent']} from {checkpoint} after {agent.episodes} episodes")
     else:
         agent = agent_class(config, env.observation_space, env.action_space)
         write_atomic(out / "run.json", json.dumps(wanted, indent=2) + "\n")
-    return AgentRun(name, agent, env, out, budget)
+    return agent
 
 
 def train_agent_run(run: AgentRun) -> str:

@@ -2,7 +2,8 @@
 
 NAME is a registered agent (`reverie list agent`); the `key=value` items and the run folder are
 described in `reverie.agents.run_folder`. Run the same command again to resume from the
-checkpoint, with a larger budget to train on; `--fresh` starts over.
+checkpoint, with a larger budget to train on; `--fresh` starts over. A second process on the same
+folder exits 2 at once, naming the one that writes it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def run(args: argparse.Namespace) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from reverie.agents.run_folder import open_agent_run, train_agent_run
+    from reverie.shards.folder_lock import FolderLockedError
 
-    try:
+    try:  # a bad request (RunFolderError is a ValueError), or the folder another process writes
         agent_run = open_agent_run(args.name, args.env, args.overrides, args.out, args.seed, args.fresh)
-    except (KeyError, OmegaConfBaseException, gym.error.Error, TypeError, ValueError) as error:  # RunFolderError is a ValueError
+    except (KeyError, OmegaConfBaseException, gym.error.Error, TypeError, ValueError, FolderLockedError) as error:
         print(f"reverie agent: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
-    print(train_agent_run(agent_run))
+    with agent_run:  # holds the folder's lock
+        print(train_agent_run(agent_run))
     return 0

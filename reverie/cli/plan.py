@@ -71,13 +71,14 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from reverie.nn.model_folder import ModelFolderError
     from reverie.planning.control import PlanningSetupError
     from reverie.planning.goal_planning import plan_toward_goals
     from reverie.planning.goals import GoalError
 
     try:
         plan_toward_goals(settings_from_args(args))
-    except (FileNotFoundError, KeyError, GoalError, PlanningSetupError) as error:
+    except (FileNotFoundError, KeyError, GoalError, PlanningSetupError, ModelFolderError) as error:
         print(f"reverie plan: {error.args[0] if isinstance(error, KeyError) else error}")  # a KeyError's str() quotes it
         return 1
     return 0

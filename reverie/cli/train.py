@@ -2,7 +2,10 @@
 
 CONFIG is a YAML file under configs/; each `key=value` overrides one field (e.g.
 `trainer.max_steps=100 optim.lr=1e-3`). The run folder (`run.dir`) gets the resolved config,
-metrics.csv, TensorBoard logs and checkpoints. Run the same command again to resume.
+metrics.csv, TensorBoard logs and checkpoints. Run the same command again to resume; only its
+length, logging and checkpointing, and where the folder and the data are, may change. A bad key, a
+missing data path, a changed config, or a folder another process trains in exits 2 before
+anything is written.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from reverie.training.config import load_config
+from reverie.shards.folder_lock import FolderLockedError
+from reverie.training.config import RunInputError, load_config
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +29,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.overrides)
     except (FileNotFoundError, ValueError) as error:
-        print(f"reverie train: {error}", file=sys.stderr)
-        return 2
-    print(f"run folder: {fit(config)}")
+        return refuse(error)
+    try:
+        run_dir = fit(config)
+    except (FolderLockedError, RunInputError) as error:  # raised before fit writes anything
+        return refuse(error)
+    print(f"run folder: {run_dir}")
     return 0
+
+
+def refuse(error: Exception) -> int:
+    print(f"reverie train: {error}", file=sys.stderr)
+    return 2

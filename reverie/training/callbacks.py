@@ -22,8 +22,9 @@ class MetricsCSV(L.Callback):
     """One row per optimizer step in `RUN/metrics.csv`: step, every loss term, lr, samples/s.
 
     The loss terms are the `terms` the task's training step returns; those of an accumulated step's
-    micro-batches are averaged. A resumed run first drops the rows past the step it resumed from,
-    so the file never holds a step twice.
+    micro-batches are averaged. The file is only ever appended to, a row at a time: a resumed run
+    first cuts off, in place, the rows past the step it resumed from (and a last row a kill cut
+    short), so the file never holds a step twice and the rows it keeps are never rewritten.
     """
 
     def __init__(self, path: Path):
@@ -36,16 +37,8 @@ class MetricsCSV(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_step = trainer.global_step
-        if not trainer.is_global_zero or not self.path.exists():
-            return
-        with open(self.path) as handle:
-            rows = [row for row in csv.DictReader(handle) if int(row["step"]) <= trainer.global_step]
-        if rows:
-            self._columns = list(rows[0])
-        with open(self.path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._columns or ["step"])
-            writer.writeheader()
-            writer.writerows(rows)
+        if trainer.is_global_zero and self.path.exists():
+            self._columns = keep_rows_through(self.path, trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_index) -> None:
         for name, value in (outputs or {}).get("terms", {}).items():
@@ -71,6 +64,23 @@ class MetricsCSV(L.Callback):
                 writer.writeheader()
             writer.writerow(row)
             handle.flush()
+
+
+def keep_rows_through(path: Path, step: int) -> list[str] | None:
+    """Cut the metrics file `path` after its last whole row of a step <= `step`, in place (one
+    truncate); return its columns, or None when not even its header line is whole."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    if not lines or not lines[0].endswith(b"\n"):
+        os.truncate(path, 0)
+        return None
+    end = len(lines[0])
+    for line in lines[1:]:  # rows are in step order; the step is the first column
+        head = line.split(b",", 1)[0]
+        if not line.endswith(b"\n") or not head.isdigit() or int(head) > step:
+            break
+        end += len(line)
+    os.truncate(path, end)
+    return next(csv.reader([lines[0].decode()]))
 
 
 class RNGState(L.Callback):

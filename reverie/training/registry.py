@@ -1,8 +1,8 @@
 """Tasks (Lightning modules) and data modules that `reverie train` builds by name.
 
 A task class takes `(model_config: dict, optim: OptimSettings, total_steps: int)`; a data module
-takes `(data_config: dict, seed: int)`. Their modules are imported when a config names them, so the
-CLI does not import every model up front.
+takes `(data_config: DataSettings, seed: int)` (both settings in `reverie.training.config`). Their
+modules are imported when a config names them, so the CLI does not import every model up front.
 """
 
 from __future__ import annotations

@@ -95,3 +95,20 @@ def test_out_is_required(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(["export", str(tmp_path)])
     assert exit.value.code == 2 and "--out" in capsys.readouterr().err
+
+
+def test_a_newest_checkpoint_that_does_not_load_is_skipped_saying_so(run_dir, tmp_path, capsys):
+    newest = run_dir / "checkpoints" / "step-00000010.ckpt"
+    newest.write_bytes(newest.read_bytes()[:-100])  # cut short: a copy that did not finish
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "model")]) == 0
+    skipped, exported = capsys.readouterr().out.splitlines()
+    assert skipped.startswith(f"skipping {newest}: ") and exported == f"model folder: {tmp_path / 'model'}"
+    assert_weights(tmp_path / "model", seed=1)  # step 5's EMA weights
+
+
+def test_a_chosen_checkpoint_that_does_not_load_exits_1_naming_it(run_dir, tmp_path, capsys):
+    broken = run_dir / "checkpoints" / "step-00000010.ckpt"
+    broken.write_bytes(b"")
+    assert main(["export", str(run_dir), "--out", str(tmp_path / "model"), "--checkpoint", str(broken)]) == 1
+    assert capsys.readouterr().err.startswith(f"reverie export: {broken}: ")
+    assert not (tmp_path / "model").exists()

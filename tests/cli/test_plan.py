@@ -98,3 +98,12 @@ def test_other_errors_are_not_swallowed(monkeypatch):
 def test_reverie_plan_names_what_does_not_fit(tmp_path, capsys, flags, printed):
     assert main(["plan", str(tmp_path / "missing"), *flags]) == 1
     assert printed in capsys.readouterr().out
+
+
+def test_a_model_folder_from_another_version_exits_1_naming_the_field(tmp_path, capsys):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model": "vjepa_ac", "config": {"no_such_field": 1}}')
+    (folder / "model.safetensors").write_bytes(b"")
+    assert main(["plan", str(folder), "--env", "Reacher-v5", "--goal-from-env", "--episodes", "1"]) == 1
+    assert "no_such_field" in capsys.readouterr().out

@@ -45,6 +45,8 @@ def test_without_overrides_the_yaml_and_the_defaults_apply(fits):
     [
         (["trainer.max_step=5"], "trainer.max_step"),
         (["trainer.max_steps=lots"], "trainer.max_steps"),
+        (["data.batchsize=64"], "data.batchsize: Key 'batchsize' not in 'DataSettings'. Did you mean: 'batch_size'?; known: name, shards, "),
+        (["model.latent_chanels=2"], "model.latent_chanels: not a field of frame_autoencoder's config; known: channels, latent_channels, "),
     ],
 )
 def test_a_bad_override_exits_2_naming_the_key(fits, overrides, message, capsys):

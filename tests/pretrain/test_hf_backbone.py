@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 import torch
 
@@ -47,3 +49,27 @@ def test_wrong_folders_and_frame_sizes_are_named(vjepa2_folder, tmp_path):
         hf_vjepa(tmp_path / "missing")
     with pytest.raises(ValueError, match="built for 32x32 px frames, not 64x64"):
         hf_vjepa(vjepa2_folder[0]).encode_frames(torch.rand(1, 1, 3, 64, 64))
+
+
+class CreatesAFile:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.path,)
+
+
+def test_only_safetensors_weights_are_read(vjepa2_folder, tmp_path):
+    """A pickled `pytorch_model.bin` is refused, even one that holds only tensors, and nothing in it runs."""
+    folder, reference = vjepa2_folder
+    pickled = tmp_path / "pickled"
+    reference.save_pretrained(pickled)
+    (pickled / "model.safetensors").unlink()
+    torch.save(reference.state_dict(), pickled / "pytorch_model.bin")  # the weights as older transformers pickled them
+    with pytest.raises(FileNotFoundError, match=f"{pickled}: no model.safetensors"):
+        hf_vjepa(pickled)
+    marker = tmp_path / "created-by-the-pickle"
+    torch.save({"weight": CreatesAFile(marker)}, pickled / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        hf_vjepa(pickled)
+    assert not marker.exists()
