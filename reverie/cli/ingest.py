@@ -8,6 +8,10 @@ episode clips with its cameras, actions and states (`lerobot_import`), one manif
 in DIR/shards/lerobot-*.tar. Clips keep the dataset's fps; --size, --keep-aspect, --format,
 --clip-frames, --shard-size, --shard-bytes and --strict apply, the filters, --fps and --decoder do not.
 LeRobot datasets and videos go in separate calls (they may share DIR).
+
+A run holds DIR's lock while it writes (an array task, its slice's), so a second copy of the command
+exits 2 before it changes a file. A bad setting, or a resume with other clip settings than DIR's
+ingest.json, exits 2 too, before any input is read. --retry-failed decodes the failed inputs again.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from reverie.training.launch.sizes import parse_bytes
 from reverie.pipelines.clips import ClipSpec
 from reverie.pipelines.decoders import DECODERS, DEFAULT_DECODER
+from reverie.pipelines.errors import SettingsChangedError, SettingsError
+from reverie.shards.folder_lock import FolderLock, FolderLockedError
 from reverie.shards.payloads import CLIP_FORMATS
-from reverie.pipelines.ingest import IngestConfig, run_ingest, save_run_config
+from reverie.pipelines.ingest import MAX_PIXELS_8K, IngestConfig, run_ingest
 from reverie.pipelines.inputs import expand_inputs, read_input_list
 from reverie.pipelines.lerobot.importer import LeRobotImportConfig, run_lerobot_import, split_lerobot_inputs
 from reverie.pipelines.slices import merge_slices
@@ -55,6 +62,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     output.add_argument("--probe-timeout", type=float, default=60.0, help="seconds before a probe counts as hung")
     output.add_argument("--timeout", type=float, default=120.0, help="decode timeout: this many seconds ...")
     output.add_argument("--timeout-per-second", type=float, default=10.0, help="... plus this many per second of video")
+    output.add_argument("--max-timeout", type=float, default=600.0, help="... but never more than this, whatever a file declares")
+    output.add_argument("--max-pixels", type=int, default=MAX_PIXELS_8K, help="fail a file whose frames are larger (default 8K)")
+    output.add_argument("--retry-failed", action="store_true", help="decode the inputs that failed in an earlier run again")
     output.add_argument("--strict", action="store_true", help="exit non-zero when any input failed")
     output.add_argument("--no-progress", dest="progress", action="store_false", help="no live progress bar")
     slurm = parser.add_argument_group("SLURM array jobs")
@@ -96,9 +106,12 @@ def _config(args: argparse.Namespace, inputs: list[str]) -> IngestConfig:
         probe_timeout=args.probe_timeout,
         decode_timeout=args.timeout,
         timeout_per_second=args.timeout_per_second,
+        max_timeout=args.max_timeout,
+        max_pixels=args.max_pixels,
         slice_index=args.slice_index,
         num_slices=args.num_slices,
         progress=args.progress and sys.stderr.isatty(),
+        retry_failed=args.retry_failed,
     )
 
 
@@ -117,12 +130,14 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         console.print("[red]reverie ingest: no inputs (give files, folders, globs or --input-list)")
         return 2
-    config = _config(args, inputs)
-    if args.slurm:
-        return submit_slices(config, args, console)
-    if config.slice_index is None:
-        save_run_config(config)
-    lines = run_ingest(config)
+    try:
+        config = _config(args, inputs)
+        if args.slurm:
+            return submit_slices(config, args, console)  # refuses other clip settings than DIR's (save_run_config)
+        lines = run_ingest(config)
+    except (SettingsError, SettingsChangedError, FolderLockedError) as error:
+        console.print(f"[red]reverie ingest:[/] {escape(str(error))}")
+        return 2
     return _report(lines, config.out, console, strict=args.strict)
 
 
@@ -148,7 +163,12 @@ def _run_lerobot(args: argparse.Namespace, datasets: list[Path], videos: list[st
         shard_max_bytes=args.shard_bytes,
         progress=args.progress and sys.stderr.isatty(),
     )
-    lines = run_lerobot_import(config)
+    try:
+        with FolderLock(config.out):  # the lock of DIR/manifest.jsonl, which video ingestion writes too
+            lines = run_lerobot_import(config)
+    except FolderLockedError as error:
+        console.print(f"[red]reverie ingest:[/] {escape(str(error))}")
+        return 2
     return _report(lines, config.out, console, strict=args.strict, unit="episodes")
 
 

@@ -1,7 +1,8 @@
 """Record episodes of a gymnasium environment as shards: `reverie record ENV --episodes N --out DIR`.
 
 Each clip carries its frames with aligned actions, rewards, terminated and truncated flags (and the
-low-dimensional state when the env has one). Run the same command again to resume.
+low-dimensional state when the env has one). Run the same command again to resume; a second copy
+run while the first still writes DIR exits 2, naming the first one's pid.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import gymnasium as gym
 from rich.console import Console
 
+from reverie.shards.folder_lock import FolderLockedError
 from reverie.shards.payloads import CLIP_FORMATS
 from reverie.pipelines.record import RecordConfig, run_record
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         lines = run_record(config)
-    except (KeyError, ValueError, FileNotFoundError, gym.error.Error) as error:
+    except (KeyError, ValueError, FileNotFoundError, FolderLockedError, gym.error.Error) as error:
         print(f"reverie record: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return 2
     clips = sum(line["clips"] for line in lines)

@@ -9,6 +9,7 @@ when the whole input is done, so a finished spool survives a killed run.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,22 +18,41 @@ from typing import Iterator
 import numpy as np
 
 from reverie.pipelines.decoders import DECODERS
-from reverie.shards.payloads import encode_clip
-from reverie.pipelines.errors import VideoDecodeError
+from reverie.shards.payloads import CLIP_FORMATS, encode_clip
+from reverie.pipelines.errors import VideoDecodeError, check_setting
 from reverie.pipelines.filters import clip_hash, motion_score
 from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.scenes import CutDetector
-from reverie.shards.writer import TarWriter
+from reverie.shards.writer import TarWriter, sync_rename
 
 
 # Stated durations can be off by a little; a file that ends earlier than this is reported truncated.
 TRUNCATION_SLACK_S = 1.0
 
 
+# The `reverie ingest` flag of each ClipSpec field, for the errors that name them.
+SPEC_FLAGS = {
+    "clip_frames": "--clip-frames",
+    "fps": "--fps",
+    "size": "--size",
+    "keep_aspect": "--keep-aspect",
+    "scene_cuts": "--scene-cuts",
+    "cut_threshold": "--cut-threshold",
+    "min_duration": "--min-duration",
+    "min_motion": "--min-motion",
+    "clip_format": "--format",
+    "decoder": "--decoder",
+}
+
+
 @dataclass(frozen=True)
 class ClipSpec:
-    """How every input is cut into clips (the `reverie ingest` flags)."""
+    """How every input is cut into clips (the `reverie ingest` flags).
+
+    Made only with values that can work (else `SettingsError` naming the flag), so that a bad value
+    stops the run before its first input instead of failing every input in the manifest.
+    """
 
     clip_frames: int = 16
     fps: float = 8.0
@@ -44,6 +64,17 @@ class ClipSpec:
     min_motion: float = 0.0  # clips with a lower motion score are dropped (0 turns the filter off)
     clip_format: str = "mp4"
     decoder: str = "pyav"
+
+    def __post_init__(self) -> None:
+        check_setting(self.clip_frames >= 1, "--clip-frames", self.clip_frames, "must be at least 1")
+        check_setting(self.fps > 0 and math.isfinite(self.fps), "--fps", self.fps, "must be a positive, finite frame rate")
+        check_setting(self.size >= 2, "--size", self.size, "must be at least 2")
+        check_setting(self.size % 2 == 0, "--size", self.size, "must be even (frames are stored as yuv420p, whose sides are even)")
+        check_setting(0 <= self.cut_threshold <= 255, "--cut-threshold", self.cut_threshold, "must be within 0..255 (an HSV change)")
+        check_setting(0 <= self.min_duration < math.inf, "--min-duration", self.min_duration, "must be 0 (off) or more seconds")
+        check_setting(0 <= self.min_motion <= 1, "--min-motion", self.min_motion, "must be within 0..1 (0: off)")
+        check_setting(self.clip_format in CLIP_FORMATS, "--format", self.clip_format, f"must be one of {', '.join(CLIP_FORMATS)}")
+        check_setting(self.decoder in DECODERS, "--decoder", self.decoder, f"must be one of {', '.join(DECODERS.names())}")
 
 
 @dataclass
@@ -111,7 +142,7 @@ def ingest_file(path: str, spec: ClipSpec, spool_dir: str, info: VideoInfo | Non
                 partial.unlink(missing_ok=True)
                 raise
             reason = f"decoding stopped at {record['last_time']:.2f} s: {error.reason}"
-    partial.rename(spool)
+    sync_rename(partial, spool)  # a spool is reused as it is by the next run: whole, even after a power cut
     reason = reason or _truncation(record, info, spec)
     record.pop("last_time", None)
     if not record["frames"]:

@@ -51,29 +51,54 @@ def clip_hash(clip_frames: np.ndarray) -> str:
     return "".join(frame_phash(clip_frames[i]) for i in picks)
 
 
+# Hashes are stored by rows of this many in fixed (WORDS, CHUNK_ROWS) arrays: 2 MB each.
+CHUNK_ROWS = 1 << 16
+WORDS = HASH_BITS // 64
+
+
 def _words(hex_hash: str) -> np.ndarray:
-    return np.array([int(hex_hash[i : i + 16], 16) for i in range(0, len(hex_hash), 16)], dtype=np.uint64)
+    """A hex hash as its WORDS 64-bit words, most significant first."""
+    return np.frombuffer(bytes.fromhex(hex_hash), dtype=">u8").astype(np.uint64)
 
 
 class DedupIndex:
-    """The hashes of the clips kept so far; `nearest` is the smallest Hamming distance to them."""
+    """The hashes of the clips kept so far; `nearest` is the smallest Hamming distance to them.
 
-    def __init__(self) -> None:
-        self._rows: list[np.ndarray] = []
-        self._table = np.zeros((0, HASH_FRAMES), dtype=np.uint64)
+    The search is exhaustive, since `nearest` is stored as each clip's `dup_distance` score. Hashes
+    fill fixed chunks of `chunk_rows` rows in place, word by word ((WORDS, chunk_rows) uint64, so
+    that each word of all rows is contiguous): adding never copies what is stored, and a lookup
+    scans chunk by chunk through scratch arrays of one chunk's size, allocated once.
+    """
+
+    def __init__(self, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.chunk_rows = chunk_rows
+        self._chunks: list[np.ndarray] = []  # each (WORDS, chunk_rows) uint64; the last one filling
+        self._size = 0
+        self._differing = np.empty((WORDS, chunk_rows), dtype=np.uint64)
+        self._bit_counts = np.empty((WORDS, chunk_rows), dtype=np.uint8)
+        self._distances = np.empty(chunk_rows, dtype=np.uint16)
 
     def __len__(self) -> int:
-        return len(self._table) + len(self._rows)
+        return self._size
 
     def add(self, hex_hash: str) -> None:
-        self._rows.append(_words(hex_hash))
+        row = self._size % self.chunk_rows
+        if row == 0:
+            self._chunks.append(np.empty((WORDS, self.chunk_rows), dtype=np.uint64))
+        self._chunks[-1][:, row] = _words(hex_hash)
+        self._size += 1
 
     def nearest(self, hex_hash: str) -> int:
         """Hamming distance to the closest kept clip (HASH_BITS + 1 when the index is empty)."""
-        if self._rows:
-            self._table = np.concatenate([self._table, np.stack(self._rows)])
-            self._rows = []
-        if not len(self._table):
+        if not self._size:
             return HASH_BITS + 1
-        differing = np.bitwise_xor(self._table, _words(hex_hash)[None, :])
-        return int(np.bitwise_count(differing).sum(axis=1).min())
+        query = _words(hex_hash)[:, None]
+        best = HASH_BITS
+        for index, chunk in enumerate(self._chunks):
+            rows = min(self.chunk_rows, self._size - index * self.chunk_rows)
+            differing, bit_counts, distances = self._differing[:, :rows], self._bit_counts[:, :rows], self._distances[:rows]
+            np.bitwise_xor(chunk[:, :rows], query, out=differing)
+            np.bitwise_count(differing, out=bit_counts)
+            np.add.reduce(bit_counts, axis=0, dtype=np.uint16, out=distances)
+            best = min(best, int(distances.min()))
+        return best

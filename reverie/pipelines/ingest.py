@@ -6,13 +6,21 @@ the shards, and writes an input's manifest line once all its clips sit in shards
 into place. A killed run therefore leaves a prefix of the clip stream; the next run skips the
 inputs in the manifest, reuses finished spools, and skips clip keys already in shards, so the final
 set of clips equals an uninterrupted run's.
+
+A run holds the folder's lock (an array task: its slice's lock) while it writes, so a second copy of
+the command stops before it changes any file. The clip settings are saved in `ingest.json`; a
+resumed run whose settings would change the clips (`CONTENT_SETTINGS`) is refused, while budget
+and layout (workers, timeouts, caps, shard size, progress) may change between runs. Failed inputs
+stay failed unless the run is asked to `retry_failed`. Each input's decode gets at most
+`max_timeout` seconds and a frame of at most `max_pixels`, whatever the file declares.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
-import os
+import math
 import shutil
 import tarfile
 import time
@@ -23,13 +31,21 @@ from typing import Iterator
 
 from pebble import ProcessExpired, ProcessPool
 
-from reverie.pipelines.clips import ClipSpec, ingest_file, input_key
-from reverie.pipelines.errors import VideoDecodeError
-from reverie.pipelines.filters import DedupIndex
-from reverie.shards.manifest import read_manifest
-from reverie.pipelines.probe import probe
+from reverie.pipelines.clips import SPEC_FLAGS, ClipSpec, ingest_file, input_key
+from reverie.pipelines.errors import SettingsChangedError, VideoDecodeError, check_setting
+from reverie.pipelines.filters import HASH_BITS, DedupIndex
+from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.progress import IngestProgress
+from reverie.shards.folder_lock import LOCK_NAME, FolderLock
+from reverie.shards.manifest import read_manifest, write_manifest
 from reverie.shards.sink import ShardSink
+from reverie.shards.writer import sync_rename
+
+MAX_PIXELS_8K = 7680 * 4320
+
+# The settings that change what clips an input gives; a resumed run must keep them (see
+# `check_run_settings`). The others are budget and layout.
+CONTENT_SETTINGS = {**SPEC_FLAGS, "dedup": "--dedup", "dedup_distance": "--dedup-distance", "num_slices": "--num-slices"}
 
 
 @dataclass(frozen=True)
@@ -43,11 +59,33 @@ class IngestConfig:
     dedup: bool = True
     dedup_distance: int = 8  # of filters.HASH_BITS bits
     probe_timeout: float = 60.0
-    decode_timeout: float = 120.0  # seconds, plus timeout_per_second for each second of video
+    decode_timeout: float = 120.0  # seconds, plus timeout_per_second for each second of video ...
     timeout_per_second: float = 10.0
+    max_timeout: float = 600.0  # ... and never more than this, whatever duration a file declares
+    max_pixels: int = MAX_PIXELS_8K  # a file that declares larger frames fails without being decoded
     slice_index: int | None = None
     num_slices: int = 1
     progress: bool = True
+    retry_failed: bool = False  # decode the inputs that the manifest says failed again
+
+    def __post_init__(self) -> None:
+        positive_seconds = "must be a positive number of seconds"
+        check_setting(self.workers >= 1, "--workers", self.workers, "must be at least 1")
+        check_setting(self.shard_max_count >= 1, "--shard-size", self.shard_max_count, "must be at least 1")
+        check_setting(self.shard_max_bytes >= 1, "--shard-bytes", self.shard_max_bytes, "must be at least 1")
+        check_setting(0 <= self.dedup_distance <= HASH_BITS, "--dedup-distance", self.dedup_distance, f"must be within 0..{HASH_BITS}")
+        check_setting(0 < self.probe_timeout < math.inf, "--probe-timeout", self.probe_timeout, positive_seconds)
+        check_setting(0 < self.decode_timeout < math.inf, "--timeout", self.decode_timeout, positive_seconds)
+        check_setting(0 <= self.timeout_per_second < math.inf, "--timeout-per-second", self.timeout_per_second, "must be 0 or more seconds")
+        check_setting(0 < self.max_timeout < math.inf, "--max-timeout", self.max_timeout, positive_seconds)
+        check_setting(
+            self.decode_timeout <= self.max_timeout, "--timeout", self.decode_timeout, f"must not exceed --max-timeout {self.max_timeout:g}"
+        )
+        check_setting(self.max_pixels >= 1, "--max-pixels", self.max_pixels, "must be at least 1")
+        check_setting(self.num_slices >= 1, "--num-slices", self.num_slices, "must be at least 1")
+        if self.slice_index is not None:
+            within = f"must be within 0..{self.num_slices - 1} (--num-slices {self.num_slices})"
+            check_setting(0 <= self.slice_index < self.num_slices, "--slice", self.slice_index, within)
 
     @property
     def slice_inputs(self) -> list[str]:
@@ -69,6 +107,19 @@ class IngestConfig:
     def spool_dir(self) -> Path:
         return self.out / ".spool" / (self.shard_prefix.rstrip("-") or "local")
 
+    @property
+    def lock_name(self) -> str:
+        """The folder's lock, or an array task's own: the slices write their own files into one DIR."""
+        return LOCK_NAME if self.slice_index is None else f"{LOCK_NAME}-{self.shard_prefix.rstrip('-')}"
+
+
+def cut_timeout(config: IngestConfig, declared_duration: float) -> float:
+    """Seconds an input may take to decode: `decode_timeout` plus `timeout_per_second` for each
+    second the file declares, capped at `max_timeout` (a file may declare any duration, or none)."""
+    if not math.isfinite(declared_duration):
+        return config.max_timeout
+    return min(config.max_timeout, config.decode_timeout + config.timeout_per_second * max(0.0, declared_duration))
+
 
 def _failed(path: str, reason: str) -> dict:
     return {"path": path, "key": input_key(path), "status": "failed", "reason": reason, "clips": []}
@@ -89,16 +140,15 @@ class _Committer:
 
     def __init__(self, config: IngestConfig, progress: IngestProgress):
         self.config, self.progress = config, progress
+        self.dedup = DedupIndex()
         self.sink = ShardSink(
             config.out / "shards",
             config.manifest_path,
             prefix=config.shard_prefix,
             max_count=config.shard_max_count,
             max_bytes=config.shard_max_bytes,
+            on_meta=lambda meta: self.dedup.add(meta["scores"]["phash"]),  # a resume keeps the hashes only
         )
-        self.dedup = DedupIndex()
-        for meta in self.sink.existing_metas:
-            self.dedup.add(meta["scores"]["phash"])
 
     def commit(self, record: dict) -> None:
         shards: list[str] = []
@@ -143,17 +193,34 @@ def _spool_samples(path: Path) -> Iterator[tuple[str, dict[str, bytes]]]:
 def _save_record(spool_dir: Path, record: dict) -> None:
     partial = spool_dir / f"{record['key']}.json.tmp"
     partial.write_text(json.dumps(record))
-    os.replace(partial, spool_dir / f"{record['key']}.json")
+    sync_rename(partial, spool_dir / f"{record['key']}.json")
 
 
 def _load_record(spool_dir: Path, path: str) -> dict | None:
-    saved = spool_dir / f"{input_key(path)}.json"
+    """The record a killed run left for `path`, or None to decode it again: when there is none, or
+    its record or spool tar is empty, cut short or unreadable (the broken files are deleted)."""
+    key = input_key(path)
+    saved, spool = spool_dir / f"{key}.json", spool_dir / f"{key}.tar"
     if not saved.exists():
         return None
-    record = json.loads(saved.read_text())
-    if record["clips"] and not (spool_dir / f"{record['key']}.tar").exists():
+    try:
+        record = json.loads(saved.read_text())
+        usable = not record["clips"] or _spool_holds(spool, record["clips"])
+    except (OSError, ValueError, KeyError, TypeError, tarfile.TarError):  # ValueError: JSON or text cut short
+        usable = False
+    if not usable:
+        saved.unlink(missing_ok=True)
+        spool.unlink(missing_ok=True)
         return None
     return record
+
+
+def _spool_holds(spool: Path, clips: list[dict]) -> bool:
+    """Whether the spool tar holds each clip's two members, in order and whole."""
+    expected = [f"{meta['key']}.{extension}" for meta in clips for extension in sorted(("json", meta["format"]))]
+    with tarfile.open(spool) as tar:
+        members = tar.getmembers()
+    return [member.name for member in members] == expected and members[-1].offset_data + members[-1].size <= spool.stat().st_size
 
 
 def _in_worker(function, *args):
@@ -172,6 +239,8 @@ class _Task:
     def __init__(self, path: str, pool: ProcessPool, config: IngestConfig):
         self.path, self.pool, self.config = path, pool, config
         self.record = _load_record(config.spool_dir, path)
+        if self.record and config.retry_failed and self.record["status"] == "failed":
+            self.record = None
         self.stage = "done" if self.record else "probe"
         self.future = None if self.record else pool.schedule(_in_worker, (probe, path), timeout=config.probe_timeout)
 
@@ -183,25 +252,35 @@ class _Task:
         except VideoDecodeError as error:
             self.record = _failed(self.path, error.reason)
         except concurrent.futures.TimeoutError:
-            self.record = _failed(self.path, f"{self.stage} timed out after {self.future_timeout:.0f} s")
+            self.record = _failed(self.path, f"{self.stage} timed out after {self._timeout_said()}")
         except ProcessExpired as error:
             self.record = _failed(self.path, f"decoder process crashed during {self.stage} (exit code {error.exitcode})")
         else:
-            if self.stage == "probe":
+            if self.stage == "decode":
+                self.record = result
+            elif result.width * result.height > self.config.max_pixels:
+                self.record = _failed(self.path, _over_pixel_cap(result, self.config.max_pixels))
+            else:
                 self._schedule_cut(result)
                 return
-            self.record = result
         _save_record(self.config.spool_dir, self.record)
 
-    @property
-    def future_timeout(self) -> float:
-        return self.config.probe_timeout if self.stage == "probe" else self._cut_timeout
+    def _timeout_said(self) -> str:
+        if self.stage == "probe":
+            return f"{self.config.probe_timeout:.0f} s"
+        capped = self._cut_timeout == self.config.max_timeout
+        return f"{self._cut_timeout:.0f} s" + (" (--max-timeout)" if capped else "")
 
-    def _schedule_cut(self, info) -> None:
+    def _schedule_cut(self, info: VideoInfo) -> None:
         self.stage = "decode"
-        self._cut_timeout = self.config.decode_timeout + self.config.timeout_per_second * info.duration
+        self._cut_timeout = cut_timeout(self.config, info.duration)
         args = (self.path, self.config.spec, str(self.config.spool_dir), info)
         self.future = self.pool.schedule(_in_worker, (ingest_file, *args), timeout=self._cut_timeout)
+
+
+def _over_pixel_cap(info: VideoInfo, max_pixels: int) -> str:
+    pixels = info.width * info.height
+    return f"frame size {info.width}x{info.height} is over --max-pixels {max_pixels} ({pixels} pixels); not decoded"
 
 
 def _run_pool(config: IngestConfig, todo: list[str], committer: _Committer) -> None:
@@ -222,11 +301,26 @@ def _run_pool(config: IngestConfig, todo: list[str], committer: _Committer) -> N
 
 
 def run_ingest(config: IngestConfig) -> list[dict]:
-    """Ingest `config.slice_inputs`; return the manifest lines of this slice (old and new)."""
-    config.out.mkdir(parents=True, exist_ok=True)
+    """Ingest `config.slice_inputs`; return the manifest lines of this slice (old and new).
+
+    Raises `FolderLockedError` when another process writes the same files, and
+    `SettingsChangedError` when the folder holds clips made with other clip settings; either
+    before any file is changed.
+    """
+    with FolderLock(config.out, config.lock_name):
+        if config.slice_index is None:
+            save_run_config(config)
+        else:
+            check_run_settings(config)  # the array's settings are the submission's, in ingest.json
+        return _ingest(config)
+
+
+def _ingest(config: IngestConfig) -> list[dict]:
     config.spool_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in config.spool_dir.glob("*.partial"):
+    for leftover in [*config.spool_dir.glob("*.partial"), *config.spool_dir.glob("*.tmp")]:
         leftover.unlink()
+    if config.retry_failed:
+        _drop_failed_lines(config.manifest_path)
     done = {line["path"] for line in read_manifest(config.manifest_path)}
     todo = [path for path in config.slice_inputs if path not in done]
     with IngestProgress(total=len(config.slice_inputs), done=len(done), enabled=config.progress) as progress:
@@ -238,16 +332,54 @@ def run_ingest(config: IngestConfig) -> list[dict]:
             raise
         committer.sink.close()
     shutil.rmtree(config.spool_dir, ignore_errors=True)
-    if not any(config.spool_dir.parent.iterdir()):
+    with contextlib.suppress(OSError):  # still holds another slice's spool
         config.spool_dir.parent.rmdir()
     return read_manifest(config.manifest_path)
 
 
+def _drop_failed_lines(manifest_path: Path) -> None:
+    """Forget the failed inputs, so that they are decoded again (the manifest is replaced atomically)."""
+    lines = read_manifest(manifest_path)
+    kept = [line for line in lines if line["status"] != "failed"]
+    if len(kept) < len(lines):
+        write_manifest(manifest_path, kept)
+
+
+def _settings(config: IngestConfig) -> dict:
+    return {key: value for key, value in asdict(config).items() if key not in ("inputs", "out")}
+
+
+def _content(settings: dict) -> dict:
+    """The `CONTENT_SETTINGS` of saved settings (`spec` nested, as `ingest.json` has them)."""
+    flat = settings["spec"] | {key: value for key, value in settings.items() if key != "spec"}
+    return {key: flat[key] for key in CONTENT_SETTINGS if key in flat}
+
+
+def _holds_output(out: Path) -> bool:
+    """Whether `out` holds clips or manifest lines yet, not only a `--slurm` submission's files."""
+    patterns = ("manifest.jsonl", "manifests/*.jsonl", "shards/*.tar", "shards/*.tar.tmp", ".spool/*/*")
+    return any(next(out.glob(pattern), None) for pattern in patterns)
+
+
+def check_run_settings(config: IngestConfig) -> None:
+    """Raise `SettingsChangedError` if `config.out` holds output made with other `CONTENT_SETTINGS`
+    (as its `ingest.json` says): resuming would mix clips of two settings in one dataset."""
+    saved_file = config.out / "ingest.json"
+    if not saved_file.exists() or not _holds_output(config.out):
+        return
+    saved = _content(json.loads(saved_file.read_text())["settings"])
+    current = _content(_settings(config))
+    changes = {CONTENT_SETTINGS[key]: (value, saved[key]) for key, value in current.items() if key in saved and value != saved[key]}
+    if changes:
+        raise SettingsChangedError(config.out, saved_file, changes)
+
+
 def save_run_config(config: IngestConfig) -> None:
-    """Record the settings and the full input list next to the shards (used by `--merge`)."""
-    settings = {k: v for k, v in asdict(config).items() if k not in ("inputs", "out")}
-    settings["spec"] = asdict(config.spec)
+    """Record the settings and the full input list next to the shards (used by `--merge` and by the
+    check of a resumed run's settings); refuse settings that differ from the folder's
+    (`check_run_settings`)."""
+    check_run_settings(config)
     config.out.mkdir(parents=True, exist_ok=True)
     partial = config.out / "ingest.json.tmp"
-    partial.write_text(json.dumps({"settings": settings, "inputs": config.inputs, "time": time.time()}, indent=2, default=str))
-    os.replace(partial, config.out / "ingest.json")
+    partial.write_text(json.dumps({"settings": _settings(config), "inputs": config.inputs, "time": time.time()}, indent=2, default=str))
+    sync_rename(partial, config.out / "ingest.json")

@@ -2,7 +2,8 @@
 
 Episode i is reset with seed `seed + i` and acted in by a policy seeded the same way, so a run is
 reproducible and a killed run resumes: finished episodes (in the manifest) are skipped, and clips
-of a partly written episode that already sit in finished shards are not written twice.
+of a partly written episode that already sit in finished shards are not written twice. A run holds
+the folder's lock while it writes: a second copy stops (`FolderLockedError`) before it changes a file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.progress import Progress
 
 from reverie.envs.make import frame_rate, make_env, resize_frame
 from reverie.shards.episodes import Episode, describe_space, episode_samples
+from reverie.shards.folder_lock import FolderLock
 from reverie.shards.manifest import read_manifest
 from reverie.pipelines.policies import flat_state, make_policy
 from reverie.shards.sink import ShardSink
@@ -80,10 +82,18 @@ def record_episode(env, config: RecordConfig, index: int) -> Episode:
 
 def run_record(config: RecordConfig) -> list[dict]:
     """Record the episodes not yet in `out/manifest.jsonl`; return all manifest lines."""
+    env = make_env(config.env_id, size=config.size)
+    try:
+        make_policy(config.policy, env, config.seed)  # an unknown or unfit policy fails here, before any file is written
+        with FolderLock(config.out):
+            return _record_missing(env, config)
+    finally:
+        env.close()
+
+
+def _record_missing(env, config: RecordConfig) -> list[dict]:
     manifest_path = config.out / "manifest.jsonl"
     done = {line["episode"] for line in read_manifest(manifest_path)}
-    env = make_env(config.env_id, size=config.size)
-    make_policy(config.policy, env, config.seed)  # an unknown or unfit policy fails here, before any file is written
     fps = frame_rate(env)
     sink = ShardSink(config.out / "shards", manifest_path, max_count=config.shard_max_count)
     try:
@@ -102,8 +112,6 @@ def run_record(config: RecordConfig) -> list[dict]:
     except BaseException:
         sink.abort()
         raise
-    finally:
-        env.close()
     sink.close()
     return read_manifest(manifest_path)
 

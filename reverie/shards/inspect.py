@@ -1,5 +1,8 @@
 """What an ingested folder holds: inputs by status, failures by reason, clips, hours, resolution and
-frame-rate spread, filter scores; and a contact sheet of sample clips."""
+frame-rate spread, filter scores; and a contact sheet of sample clips.
+
+Only reads the folder (a run may be writing it): a torn manifest line is skipped, not repaired, and
+unfinished `.tar.tmp` shards are not looked at."""
 
 from __future__ import annotations
 
@@ -110,11 +113,14 @@ def _clip_frames(tar: tarfile.TarFile, member: tarfile.TarInfo) -> np.ndarray:
     return decode_mp4(payload) if member.name.endswith(".mp4") else np.load(io.BytesIO(payload), allow_pickle=False)
 
 
+def _member_names(shard: Path) -> list[str]:
+    with tarfile.open(shard) as tar:
+        return tar.getnames()
+
+
 def contact_sheet(folder: Path, out: Path, clips: int = 8, frames: int = 8, tile: int = 96) -> Path | None:
     """A PNG grid: `clips` clips spread over the shards (rows) x `frames` frames of each (columns)."""
-    members = [
-        (shard, name) for shard in _shards(folder) for name in tarfile.open(shard).getnames() if name.partition(".")[2] in ("mp4", "npy")
-    ]
+    members = [(shard, name) for shard in _shards(folder) for name in _member_names(shard) if name.partition(".")[2] in ("mp4", "npy")]
     if not members:
         return None
     picks = [members[i] for i in np.linspace(0, len(members) - 1, min(clips, len(members))).round().astype(int)]

@@ -17,10 +17,20 @@ from reverie.shards.writer import ShardWriter, read_shard_contents
 
 
 class ShardSink:
-    def __init__(self, shard_dir: Path, manifest_path: Path, prefix: str = "", max_count: int = 1000, max_bytes: int = 1 << 30):
-        contents = read_shard_contents(shard_dir, prefix)
+    """`on_meta` is handed the metadata of each sample already in finished shards (see
+    `read_shard_contents`)."""
+
+    def __init__(
+        self,
+        shard_dir: Path,
+        manifest_path: Path,
+        prefix: str = "",
+        max_count: int = 1000,
+        max_bytes: int = 1 << 30,
+        on_meta: Callable[[dict], None] | None = None,
+    ):
+        contents = read_shard_contents(shard_dir, prefix, on_meta)
         self.shard_of: dict[str, str] = contents.shard_of
-        self.existing_metas: list[dict] = contents.metas
         self.writer = ShardWriter(shard_dir, prefix=prefix, start_index=contents.next_index, max_count=max_count, max_bytes=max_bytes)
         self.manifest = ManifestAppender(manifest_path)
         self._waiting: deque[tuple[dict, set[str], Callable[[], None] | None]] = deque()

@@ -2,7 +2,8 @@
 
 A shard is `PREFIX{index:06d}.tar` with `key.json` and `key.mp4` (or `key.npy`) members: stock
 `webdataset` and `tar` read it. Until it is renamed, the shard is `....tar.tmp`; a killed run leaves
-at most that file, which the next run deletes.
+at most that file, which the next run deletes. `sync_rename` fsyncs the file, renames it and fsyncs
+its folder, so a shard that is renamed stays renamed and whole through a power cut.
 
 `TarWriter` writes the members itself rather than through `webdataset.TarWriter`: importing
 webdataset imports torch, which costs every `reverie ingest` run over a second of start-up.
@@ -75,10 +76,21 @@ class TarWriter:
         self._file.write(bytes(-payload.nbytes % tarfile.BLOCKSIZE))
 
 
-def _sync_rename(partial: Path, final: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make the names in `folder` (a rename, a new file) durable, not only the files' bytes."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def sync_rename(partial: Path, final: Path) -> None:
+    """Rename a finished file into place durably: fsync its bytes, rename, fsync the folder."""
     with open(partial, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(partial, final)
+    fsync_folder(Path(final).parent)
 
 
 @dataclass
@@ -134,7 +146,7 @@ class ShardWriter:
             return
         self._tar.close()
         name = self.current_name
-        _sync_rename(self.shard_dir / f"{name}.tmp", self.shard_dir / name)
+        sync_rename(self.shard_dir / f"{name}.tmp", self.shard_dir / name)
         self._tar, self._count, self._bytes = None, 0, 0
         self._index += 1
         self.on_finalize(name)
@@ -142,10 +154,9 @@ class ShardWriter:
 
 @dataclass
 class ShardContents:
-    """What finished shards already hold: clip key -> shard name, and clip metadata in shard order."""
+    """What finished shards already hold: sample key -> shard name, and the next shard's index."""
 
     shard_of: dict[str, str] = field(default_factory=dict)
-    metas: list[dict] = field(default_factory=list)
     next_index: int = 0
 
 
@@ -155,8 +166,13 @@ def shard_names(shard_dir: Path, prefix: str = "", suffix: str = ".tar") -> list
     return sorted(p.name for p in Path(shard_dir).glob(f"{prefix}*{suffix}") if pattern.fullmatch(p.name))
 
 
-def read_shard_contents(shard_dir: Path, prefix: str = "") -> ShardContents:
-    """Scan finished shards of `prefix` (and delete its leftover `.tmp` shards)."""
+def read_shard_contents(shard_dir: Path, prefix: str = "", on_meta: Callable[[dict], None] | None = None) -> ShardContents:
+    """Scan finished shards of `prefix` (and delete its leftover `.tmp` shards).
+
+    `on_meta` is handed each sample's `.json` metadata in shard order and the metadata is not kept,
+    so that resuming a run of millions of clips holds what it needs (a hash each), not every clip's
+    metadata. Without `on_meta` the `.json` members are not read at all.
+    """
     shard_dir = Path(shard_dir)
     contents = ShardContents()
     if not shard_dir.is_dir():
@@ -168,7 +184,7 @@ def read_shard_contents(shard_dir: Path, prefix: str = "") -> ShardContents:
             for member in tar:
                 key, _, extension = member.name.partition(".")
                 contents.shard_of[key] = name
-                if extension == "json":
-                    contents.metas.append(json.load(tar.extractfile(member)))
+                if on_meta is not None and extension == "json":
+                    on_meta(json.load(tar.extractfile(member)))
         contents.next_index = int(name[len(prefix) : -len(".tar")]) + 1
     return contents

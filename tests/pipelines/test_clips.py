@@ -1,6 +1,11 @@
+import os
+import re
+
 import numpy as np
+import pytest
 
 from reverie.pipelines.clips import ClipSpec, cut_clips, ingest_file
+from reverie.pipelines.errors import SettingsError
 from reverie.pipelines.synthetic import make_video
 
 
@@ -54,3 +59,34 @@ def test_truncated_file_keeps_the_clips_before_the_break(sample_videos, tmp_path
     record = ingest_file(str(truncated), ClipSpec(size=64, clip_frames=8), str(tmp_path))
     assert record["status"] == "ok"
     assert "truncated" in record["reason"] and 1 <= len(record["clips"]) < 6
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("clip_frames", 0, "--clip-frames 0: must be at least 1"),
+        ("fps", 0.0, "--fps 0: must be a positive, finite frame rate"),
+        ("fps", float("nan"), "--fps nan: must be a positive, finite frame rate"),
+        ("size", 255, "--size 255: must be even"),
+        ("size", 0, "--size 0: must be at least 2"),
+        ("cut_threshold", 300.0, "--cut-threshold 300: must be within 0..255"),
+        ("min_duration", -1.0, "--min-duration -1: must be 0 (off) or more seconds"),
+        ("min_motion", 2.0, "--min-motion 2: must be within 0..1"),
+        ("clip_format", "gif", "--format gif: must be one of mp4, npy"),
+        ("decoder", "ffplay", "--decoder ffplay: must be one of"),
+    ],
+)
+def test_a_clip_setting_that_cannot_work_is_refused_naming_its_flag(setting, value, message):
+    """Checked when the spec is made, before any input: a bad value must not fail every input one by one."""
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        ClipSpec(**{setting: value})
+    assert error.value.flag == message.split()[0]
+
+
+def test_the_spool_is_fsynced_with_its_folder(sample_videos, tmp_path, monkeypatch):
+    """A spool left by a killed run is reused as it is: it must be whole after a power cut too."""
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (synced.append(os.fstat(descriptor).st_ino), fsync(descriptor)))
+    record = ingest_file(str(sample_videos[0]), ClipSpec(size=64, clip_frames=8, clip_format="npy"), str(tmp_path))
+    assert synced == [(tmp_path / f"{record['key']}.tar").stat().st_ino, tmp_path.stat().st_ino]

@@ -1,4 +1,5 @@
 import subprocess
+import tracemalloc
 
 import imagehash
 import numpy as np
@@ -54,3 +55,41 @@ def test_dedup_index_returns_the_smallest_distance():
     assert index.nearest("0" * 63 + "7") == 3
     assert index.nearest("f" * 62 + "00") == 8
     assert len(index) == 2
+
+
+def random_hashes(count: int, seed: int = 0) -> list[str]:
+    """`count` hashes of HASH_BITS random bits, every fourth a copy of an earlier one with a few bits flipped."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 256, (count, HASH_BITS // 8), dtype=np.uint8)
+    for index in range(4, count, 4):
+        rows[index] = rows[rng.integers(index)] ^ (rng.random(HASH_BITS // 8) < 0.02).astype(np.uint8)
+    return [row.tobytes().hex() for row in rows]
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def test_dedup_index_equals_a_brute_force_search_across_its_chunks():
+    index, kept = DedupIndex(chunk_rows=8), []
+    for hex_hash in random_hashes(60):
+        assert index.nearest(hex_hash) == min((hamming(hex_hash, other) for other in kept), default=HASH_BITS + 1)
+        index.add(hex_hash)
+        kept.append(hex_hash)
+    assert len(index) == 60
+
+
+def test_an_add_and_a_lookup_do_not_copy_the_table():
+    """Ingestion alternates lookups and adds, clip after clip: one step must cost no copy of the
+    hashes stored so far (at 100k hashes, 3.2 MB)."""
+    hashes = random_hashes(100_001)
+    index = DedupIndex()
+    for hex_hash in hashes[:-1]:
+        index.add(hex_hash)
+    index.nearest(hashes[-1])
+    tracemalloc.start()
+    index.add(hashes[-1])
+    index.nearest(hashes[0])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000 * HASH_BITS // 8 // 10

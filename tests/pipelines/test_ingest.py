@@ -1,8 +1,10 @@
+import dataclasses
 import faulthandler
 import hashlib
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,7 +22,9 @@ from reverie.pipelines.clips import ClipSpec
 from reverie.pipelines.decoders import DECODERS
 from reverie.pipelines.decoders.pyav_decoder import PyAVDecoder
 from reverie.shards.payloads import decode_mp4
-from reverie.pipelines.ingest import IngestConfig, run_ingest
+from reverie.pipelines.errors import SettingsChangedError, SettingsError
+from reverie.pipelines.ingest import IngestConfig, cut_timeout, run_ingest
+from reverie.shards.folder_lock import LOCK_NAME, FolderLockedError
 from reverie.shards.manifest import ManifestAppender, read_manifest
 from reverie.shards.writer import ShardWriter
 from reverie.pipelines.synthetic import make_sample_set
@@ -149,12 +153,12 @@ def test_a_crashing_or_hanging_decoder_costs_only_that_file(sample_videos, tmp_p
         (tmp_path / name).write_bytes(sample_videos[0].read_bytes())
     inputs = [str(sample_videos[1]), str(tmp_path / "crash_me.mp4"), str(tmp_path / "hang_me.mp4"), str(sample_videos[2])]
     spec = ClipSpec(size=64, decoder="flaky")
-    config = IngestConfig(inputs=inputs, out=tmp_path / "out", spec=spec, workers=2, decode_timeout=5, timeout_per_second=0, progress=False)
+    config = IngestConfig(inputs=inputs, out=tmp_path / "out", spec=spec, workers=2, decode_timeout=1, timeout_per_second=1e9, max_timeout=5, progress=False)
     started = time.perf_counter()
     lines = {Path(line["path"]).name: line for line in run_ingest(config)}
     assert time.perf_counter() - started < 30
     assert "crashed" in lines["crash_me.mp4"]["reason"] and lines["crash_me.mp4"]["status"] == "failed"
-    assert lines["hang_me.mp4"]["reason"] == "decode timed out after 5 s"
+    assert lines["hang_me.mp4"]["reason"] == "decode timed out after 5 s (--max-timeout)"
     assert lines[sample_videos[1].name]["status"] == lines[sample_videos[2].name]["status"] == "ok"
 
 
@@ -224,3 +228,166 @@ def test_workers_give_the_same_clips_as_one_worker(inputs, reference, tmp_path):
 
 def test_ingest_module_docstring_names_the_resume_rule():
     assert "prefix of the clip stream" in ingest_module.__doc__
+
+
+def test_the_decode_timeout_is_capped_whatever_duration_a_file_declares():
+    config = IngestConfig(inputs=[], out=Path("out"), decode_timeout=120, timeout_per_second=10, max_timeout=600)
+    declared = [0.0, 30.0, 1e12, float("inf"), float("nan"), -5.0]
+    assert [cut_timeout(config, duration) for duration in declared] == [120, 420, 600, 600, 600, 120]
+
+
+@DECODERS.register("refuse")
+class RefusingDecoder:
+    """Fails any file it is asked to decode: a file that reaches it was decoded."""
+
+    module = "av"
+
+    def frames(self, info, fps, geometry):
+        raise AssertionError(f"{info.path} was decoded")
+
+
+def test_a_frame_size_over_the_pixel_cap_fails_that_file_without_decoding_it(sample_videos, tmp_path):
+    spec = dataclasses.replace(SPEC, decoder="refuse")
+    inputs = [str(sample_videos[0])]  # 320 x 180
+    (line,) = run_ingest(IngestConfig(inputs=inputs, out=tmp_path / "capped", spec=spec, max_pixels=320 * 180 - 1, progress=False))
+    assert line["status"] == "failed" and line["reason"] == "frame size 320x180 is over --max-pixels 57599 (57600 pixels); not decoded"
+    (line,) = run_ingest(IngestConfig(inputs=inputs, out=tmp_path / "at_cap", spec=spec, max_pixels=320 * 180, progress=False))
+    assert "was decoded" in line["reason"]
+
+
+@pytest.mark.parametrize(
+    "setting, value, message",
+    [
+        ("workers", 0, "--workers 0: must be at least 1"),
+        ("shard_max_count", 0, "--shard-size 0: must be at least 1"),
+        ("shard_max_bytes", 0, "--shard-bytes 0: must be at least 1"),
+        ("dedup_distance", 300, "--dedup-distance 300: must be within 0..256"),
+        ("probe_timeout", 0.0, "--probe-timeout 0: must be a positive number of seconds"),
+        ("decode_timeout", float("nan"), "--timeout nan: must be a positive number of seconds"),
+        ("timeout_per_second", -1.0, "--timeout-per-second -1: must be 0 or more seconds"),
+        ("max_timeout", 0.0, "--max-timeout 0: must be a positive number of seconds"),
+        ("max_pixels", 0, "--max-pixels 0: must be at least 1"),
+        ("num_slices", 0, "--num-slices 0: must be at least 1"),
+        ("slice_index", 2, "--slice 2: must be within 0..1 (--num-slices 2)"),
+    ],
+)
+def test_an_ingest_setting_that_cannot_work_is_refused_naming_its_flag(setting, value, message, tmp_path):
+    settings = {"num_slices": 2} if setting == "slice_index" else {}
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        IngestConfig(inputs=[], out=tmp_path, **settings, **{setting: value})
+
+
+HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
+
+
+@pytest.fixture
+def hold_lock():
+    """Start a process that holds a lock of `folder` (as a running ingest would) until the test ends."""
+    processes = []
+
+    def hold(folder: Path, name: str = LOCK_NAME) -> subprocess.Popen:
+        processes.append(subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True))
+        assert processes[-1].stdout.readline().strip() == "held"
+        return processes[-1]
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def folder_state(folder: Path, but: tuple[str, ...] = ()) -> dict[str, tuple[bytes, int]]:
+    """Every file's bytes and modification time, except the files named in `but`."""
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in but]
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+
+def test_a_second_ingest_of_a_folder_being_written_is_refused_and_changes_no_file(sample_videos, tmp_path, hold_lock):
+    out = tmp_path / "out"
+    config = IngestConfig(inputs=[str(sample_videos[0])], out=out, spec=SPEC, shard_max_count=2, progress=False)
+    run_ingest(config)
+    (out / "shards" / "000003.tar.tmp").write_bytes(b"the first run's open shard")
+    (out / ".spool" / "local").mkdir(parents=True)
+    (out / ".spool" / "local" / "0123456789abcdef.tar.partial").write_bytes(b"the first run's spool")
+    first = hold_lock(out)
+    before = folder_state(out)
+    with pytest.raises(FolderLockedError, match=re.escape(f"{out} is being written by process {first.pid}")):
+        run_ingest(dataclasses.replace(config, inputs=[str(sample_videos[0]), str(sample_videos[1])]))
+    assert folder_state(out) == before
+
+
+def test_each_slice_of_an_array_locks_its_own_files(sample_videos, tmp_path, hold_lock):
+    """Array tasks share DIR by design; a task run twice is refused, the other tasks are not."""
+    out = tmp_path / "out"
+    inputs = [str(video) for video in sample_videos[:2]]
+    task = hold_lock(out, ".lock-s0000")
+    with pytest.raises(FolderLockedError, match=re.escape(f"by process {task.pid} (lock {out / '.lock-s0000'})")):
+        run_ingest(IngestConfig(inputs=inputs, out=out, spec=SPEC, slice_index=0, num_slices=2, progress=False))
+    assert not (out / "manifests").exists()
+    (line,) = run_ingest(IngestConfig(inputs=inputs, out=out, spec=SPEC, slice_index=1, num_slices=2, progress=False))
+    assert line["path"] == inputs[1] and line["status"] == "ok"
+
+
+def test_a_resume_with_other_clip_settings_is_refused_listing_them(sample_videos, tmp_path):
+    config = IngestConfig(inputs=[str(sample_videos[0])], out=tmp_path, spec=SPEC, progress=False)
+    run_ingest(config)
+    before = folder_state(tmp_path, but=(LOCK_NAME,))  # the refused run held the free lock, writing its pid there
+    changed = dataclasses.replace(config, spec=dataclasses.replace(SPEC, fps=4.0, clip_format="mp4"), dedup=False)
+    with pytest.raises(SettingsChangedError) as error:
+        run_ingest(changed)
+    assert error.value.changes == {"--fps": (4.0, 8.0), "--format": ("mp4", "npy"), "--dedup": (False, True)}
+    assert f"{tmp_path} was ingested with other settings ({tmp_path / 'ingest.json'}): --fps 4 (was 8), --format mp4 (was npy)" in str(error.value)
+    assert folder_state(tmp_path, but=(LOCK_NAME,)) == before
+    budget = dict(workers=2, shard_max_count=3, shard_max_bytes=10**6, decode_timeout=30.0, max_timeout=60.0, max_pixels=10**6)
+    resumed = dataclasses.replace(config, inputs=[str(sample_videos[0]), str(sample_videos[1])], **budget)
+    assert [line["status"] for line in run_ingest(resumed)] == ["ok", "ok"]  # budget and layout may change
+
+
+def test_retry_failed_decodes_the_failed_inputs_again(sample_videos, tmp_path):
+    video = tmp_path / "video.mp4"
+    video.write_bytes(b"")  # still being copied when the run saw it
+    inputs = [str(sample_videos[0]), str(video)]
+    config = IngestConfig(inputs=inputs, out=tmp_path / "out", spec=SPEC, progress=False)
+    assert [line["status"] for line in run_ingest(config)] == ["ok", "failed"]
+    video.write_bytes(sample_videos[1].read_bytes())
+    assert [line["status"] for line in run_ingest(config)] == ["ok", "failed"]  # failed for good, unless asked
+    lines = run_ingest(dataclasses.replace(config, retry_failed=True))
+    assert [(line["path"], line["status"]) for line in lines] == [(inputs[0], "ok"), (inputs[1], "ok")]
+    whole = IngestConfig(inputs=[str(sample_videos[0]), str(video)], out=tmp_path / "whole", spec=SPEC, progress=False)
+    run_ingest(whole)
+    assert clip_set(tmp_path / "out") == clip_set(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("spool_file, damage", [("json", "empty"), ("json", "torn"), ("tar", "empty"), ("tar", "torn")])
+def test_a_broken_spool_is_decoded_again(spool_file, damage, sample_videos, tmp_path, monkeypatch):
+    """A spool is reused as it is on resume; one left empty or cut short (a power cut before its
+    fsync reached the disk) must be decoded again, not crash the run or lose clips."""
+    config = IngestConfig(inputs=[str(sample_videos[0])], out=tmp_path / "out", spec=SPEC, progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest_module._Committer, "commit", _stop_after(0, ingest_module._Committer.commit))
+        with pytest.raises(_Stop):
+            run_ingest(config)
+    (spool,) = config.spool_dir.glob(f"*.{spool_file}")
+    spool.write_bytes(b"" if damage == "empty" else spool.read_bytes()[: spool.stat().st_size // 2])
+    run_ingest(config)
+    run_ingest(dataclasses.replace(config, out=tmp_path / "whole"))
+    assert clip_set(tmp_path / "out") == clip_set(tmp_path / "whole")
+    assert statuses(tmp_path / "out") == statuses(tmp_path / "whole")
+
+
+def test_two_ingests_started_on_one_folder_give_one_run_and_a_refusal(many_videos, tmp_path):
+    """The second command exits 2 naming the first one's pid; the folder ends as one run leaves it."""
+    command = [sys.executable, "-m", "reverie.cli.main", "ingest", *map(str, many_videos), "--size", "64", "--clip-frames", "4"]
+    command += ["--format", "npy", "--shard-size", "2", "--workers", "1", "--out"]
+    subprocess.run([*command, str(tmp_path / "alone")], check=True, capture_output=True)
+    out = tmp_path / "out"
+    first = subprocess.Popen([*command, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / LOCK_NAME).exists() or (out / LOCK_NAME).read_text().strip() != str(first.pid):
+        assert first.poll() is None, "the first run ended before it was seen holding the lock"
+        time.sleep(0.01)
+    second = subprocess.run([*command, str(out)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "1000"})
+    assert first.poll() is None, "the first run ended before the second one was refused: the test proves nothing"
+    assert first.wait() == 0 and second.returncode == 2
+    assert f"{out} is being written by process {first.pid}" in second.stderr
+    assert clip_set(out) == clip_set(tmp_path / "alone")
+    assert statuses(out) == statuses(tmp_path / "alone")

@@ -4,6 +4,7 @@ released or killed holder frees the folder."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,11 +13,11 @@ import pytest
 
 from reverie.shards.folder_lock import LOCK_NAME, FolderLock, FolderLockedError
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
-def holder(folder) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+def holder(folder, name: str = LOCK_NAME) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "held"
     return process
 
@@ -48,3 +49,16 @@ def test_release_frees_the_folder_within_one_process(tmp_path):
     lock.release()
     with FolderLock(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
+
+
+def test_a_named_lock_guards_its_own_file_only(tmp_path):
+    """SLURM array tasks share DIR and write per-slice files: each holds a lock of its own name."""
+    process = holder(tmp_path, ".lock-s0000")
+    try:
+        with pytest.raises(FolderLockedError, match=re.escape(f"by process {process.pid} (lock {tmp_path / '.lock-s0000'})")):
+            FolderLock(tmp_path, name=".lock-s0000").acquire()
+        with FolderLock(tmp_path, name=".lock-s0001"), FolderLock(tmp_path):
+            assert (tmp_path / ".lock-s0001").read_text().strip() == str(os.getpid())
+    finally:
+        process.kill()
+        process.wait()

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from reverie.cli.main import main as reverie
+from reverie.shards.inspect import summarize
 from reverie.shards.manifest import read_manifest
 
 # random.mkv is left out: a few in a thousand os.urandom blobs parse as some stream, so its reason varies.
@@ -109,3 +110,16 @@ def test_a_folder_not_made_by_ingest_is_refused_by_name(tmp_path, contents, caps
         (folder / "shards").mkdir()
     assert reverie(["inspect", str(folder)]) == 2
     assert capsys.readouterr().err.startswith(f"reverie inspect: {folder}: no manifest.jsonl and no shards")
+
+
+@pytest.mark.parametrize("manifest", ["manifest.jsonl", "manifests/slice-0000.jsonl"])
+def test_inspect_leaves_a_live_manifest_as_it_is(tmp_path, manifest):
+    """A run may be appending to the manifest while it is inspected, mid-line: inspect only reads."""
+    path = tmp_path / manifest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = {"path": "a.mp4", "status": "failed", "reason": "empty file (0 bytes)", "clips": 0, "shards": []}
+    path.write_text(json.dumps(done) + '\n{"path": "b.mp4", "sta')
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    summary = summarize(tmp_path)
+    assert (summary["inputs"], summary["failures"]) == (1, {"empty file": 1})
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before

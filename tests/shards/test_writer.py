@@ -1,3 +1,5 @@
+import os
+import stat
 import tarfile
 
 import numpy as np
@@ -38,11 +40,26 @@ def test_read_contents_drops_unfinished_shard_and_continues_numbering(tmp_path):
     writer = ShardWriter(tmp_path, max_count=2)
     for i in range(5):
         writer.write(sample(i))  # the fifth stays in 000002.tar.tmp, as after a kill
-    contents = read_shard_contents(tmp_path)
+    metas = []
+    contents = read_shard_contents(tmp_path, on_meta=metas.append)
     assert sorted(contents.shard_of) == [f"clip_{i:05d}" for i in range(4)]
     assert contents.shard_of["clip_00003"] == "000001.tar" and contents.next_index == 2
-    assert [m["key"] for m in contents.metas] == [f"clip_{i:05d}" for i in range(4)]
+    assert [m["key"] for m in metas] == [f"clip_{i:05d}" for i in range(4)]  # handed over in shard order
+    assert not hasattr(contents, "metas")  # and not kept: a resume holds keys, not every clip's metadata
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_finished_shard_is_fsynced_and_so_is_its_folder(tmp_path, monkeypatch):
+    """After a power cut, a shard the manifest names must exist: the rename is durable only once the
+    folder holding it is fsynced too."""
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (synced.append(os.fstat(descriptor)), fsync(descriptor)))
+    writer = ShardWriter(tmp_path / "shards")
+    writer.write(sample(0))
+    writer.finalize()
+    shard, folder = (tmp_path / "shards" / "000000.tar").stat(), (tmp_path / "shards").stat()
+    assert [(s.st_ino, stat.S_ISDIR(s.st_mode)) for s in synced] == [(shard.st_ino, False), (folder.st_ino, True)]
 
 
 def test_tar_writer_encodes_like_webdataset(tmp_path):
