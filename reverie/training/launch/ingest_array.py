@@ -16,7 +16,8 @@ import math
 from rich.console import Console
 from rich.markup import escape
 
-from reverie.pipelines.ingest import IngestConfig, save_run_config
+from reverie.pipelines.errors import SettingsChangedError
+from reverie.pipelines.ingest import IngestConfig, check_run_settings, save_run_config
 from reverie.training.launch.slurm import (
     SbatchScriptError,
     quote_command,
@@ -45,7 +46,8 @@ def ingest_flags(config: IngestConfig) -> list[str]:
         "--min-motion", repr(spec.min_motion), _switch("dedup", config.dedup), "--dedup-distance", str(config.dedup_distance),
         "--shard-size", str(config.shard_max_count), "--shard-bytes", str(config.shard_max_bytes),
         "--probe-timeout", repr(config.probe_timeout), "--timeout", repr(config.decode_timeout),
-        "--timeout-per-second", repr(config.timeout_per_second),
+        "--timeout-per-second", repr(config.timeout_per_second), "--max-timeout", repr(config.max_timeout),
+        "--max-pixels", str(config.max_pixels),
     ]  # fmt: skip
     return flags + (["--keep-aspect"] if spec.keep_aspect else [])
 
@@ -83,7 +85,8 @@ def submit_slices(config: IngestConfig, args: argparse.Namespace, console: Conso
     config = dataclasses.replace(config, num_slices=slices, slice_index=None)
     try:
         script = render_array_script(config, args)
-    except SbatchScriptError as error:
+        check_run_settings(config)  # a folder made with other clip settings is refused before inputs.txt changes
+    except (SbatchScriptError, SettingsChangedError) as error:
         console.print(f"[red]reverie ingest:[/] {escape(str(error))}")
         return 2
     (config.out / "logs").mkdir(parents=True, exist_ok=True)

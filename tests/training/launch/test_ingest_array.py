@@ -127,6 +127,7 @@ ARG_OF_SETTING = {
     "clip_format": "clip_format", "decoder": "decoder",
     "shard_max_count": "shard_size", "shard_max_bytes": "shard_bytes", "dedup": "dedup", "dedup_distance": "dedup_distance",
     "probe_timeout": "probe_timeout", "decode_timeout": "timeout", "timeout_per_second": "timeout_per_second",
+    "max_timeout": "max_timeout", "max_pixels": "max_pixels",
 }  # fmt: skip
 
 
@@ -142,11 +143,12 @@ def test_array_task_command_reproduces_every_clip_setting(tmp_path, inputs, caps
     out = tmp_path / OUT_NAME
     flags = ["--keep-aspect", "--no-scene-cuts", "--no-dedup", "--format", "npy", "--shard-size", "7", "--shard-bytes", "5MiB"]
     flags += ["--min-motion", "0.01", "--min-duration", "0.5", "--dedup-distance", "3", "--cut-threshold", "31.5"]
-    flags += ["--probe-timeout", "5", "--timeout", "9", "--timeout-per-second", "2.5"]
+    flags += ["--probe-timeout", "5", "--timeout", "9", "--timeout-per-second", "2.5", "--max-timeout", "90", "--max-pixels", "1000000"]
     dry_run(out, inputs, "--slices", "2", *flags)
     recorded, task = array_task_settings(out, capsys.readouterr().out)
     assert task == recorded
     assert (task["keep_aspect"], task["scene_cuts"], task["dedup"], task["shard_max_bytes"]) == (True, False, False, 5 * 2**20)
+    assert (task["max_timeout"], task["max_pixels"]) == (90.0, 1_000_000)  # not the defaults
 
 
 def test_array_task_keeps_a_precise_frame_rate(tmp_path, inputs, capsys):
@@ -223,3 +225,12 @@ def test_inputs_txt_is_replaced_whole(tmp_path, inputs, capsys, monkeypatch):
     assert replaced["inputs.txt"] == (str(out), new_list, "/an/older/list.mp4\n"), "a reader sees the old list or the new one"
     assert (out / "inputs.txt").read_text() == new_list
     assert not [path for path in out.iterdir() if path.name.endswith(".tmp")]
+
+
+def test_a_folder_made_with_other_clip_settings_is_refused_before_its_input_list_changes(tmp_path, inputs, capsys):
+    out = tmp_path / OUT_NAME
+    assert reverie(["ingest", *inputs[:1], "--out", str(out), "--size", "64", "--fps", "4", "--clip-frames", "8"]) == 0
+    before = (out / "ingest.json").read_bytes()
+    assert dry_run(out, inputs, "--size", "32") == 2
+    assert "--size32(was64)" in flat(capsys.readouterr().err)
+    assert (out / "ingest.json").read_bytes() == before and not (out / "inputs.txt").exists()
