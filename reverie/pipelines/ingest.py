@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from pebble import ProcessExpired, ProcessPool
+from pebble import ProcessPool
 
 from reverie.pipelines.clips import SPEC_FLAGS, ClipSpec, ingest_file, input_key
-from reverie.pipelines.errors import SettingsChangedError, VideoDecodeError, check_setting
+from reverie.pipelines.errors import SettingsChangedError, check_setting
+from reverie.pipelines.isolation import in_worker, outcome
 from reverie.pipelines.filters import HASH_BITS, DedupIndex
 from reverie.pipelines.probe import VideoInfo, probe
 from reverie.pipelines.progress import IngestProgress
@@ -223,16 +224,6 @@ def _spool_holds(spool: Path, clips: list[dict]) -> bool:
     return [member.name for member in members] == expected and members[-1].offset_data + members[-1].size <= spool.stat().st_size
 
 
-def _in_worker(function, *args):
-    """Run `function` in a pool worker; any error comes back as a `VideoDecodeError` that pickles."""
-    try:
-        return function(*args)
-    except VideoDecodeError:
-        raise
-    except Exception as error:  # a library error on one input must cost that input only
-        raise VideoDecodeError(args[0], f"{type(error).__name__}: {error}") from None
-
-
 class _Task:
     """One input moving through probe -> cut; `record` is set when it is finished."""
 
@@ -242,27 +233,21 @@ class _Task:
         if self.record and config.retry_failed and self.record["status"] == "failed":
             self.record = None
         self.stage = "done" if self.record else "probe"
-        self.future = None if self.record else pool.schedule(_in_worker, (probe, path), timeout=config.probe_timeout)
+        self.future = None if self.record else pool.schedule(in_worker, (probe, path), timeout=config.probe_timeout)
 
     def advance(self) -> None:
         if self.record or not self.future.done():
             return
-        try:
-            result = self.future.result()
-        except VideoDecodeError as error:
-            self.record = _failed(self.path, error.reason)
-        except concurrent.futures.TimeoutError:
-            self.record = _failed(self.path, f"{self.stage} timed out after {self._timeout_said()}")
-        except ProcessExpired as error:
-            self.record = _failed(self.path, f"decoder process crashed during {self.stage} (exit code {error.exitcode})")
+        result, reason = outcome(self.future, self.stage, self._timeout_said())
+        if reason:
+            self.record = _failed(self.path, reason)
+        elif self.stage == "decode":
+            self.record = result
+        elif result.width * result.height > self.config.max_pixels:
+            self.record = _failed(self.path, _over_pixel_cap(result, self.config.max_pixels))
         else:
-            if self.stage == "decode":
-                self.record = result
-            elif result.width * result.height > self.config.max_pixels:
-                self.record = _failed(self.path, _over_pixel_cap(result, self.config.max_pixels))
-            else:
-                self._schedule_cut(result)
-                return
+            self._schedule_cut(result)
+            return
         _save_record(self.config.spool_dir, self.record)
 
     def _timeout_said(self) -> str:
@@ -275,7 +260,7 @@ class _Task:
         self.stage = "decode"
         self._cut_timeout = cut_timeout(self.config, info.duration)
         args = (self.path, self.config.spec, str(self.config.spool_dir), info)
-        self.future = self.pool.schedule(_in_worker, (ingest_file, *args), timeout=self._cut_timeout)
+        self.future = self.pool.schedule(in_worker, (ingest_file, *args), timeout=self._cut_timeout)
 
 
 def _over_pixel_cap(info: VideoInfo, max_pixels: int) -> str:

@@ -12,7 +12,7 @@ The first camera in `meta/info.json` is the clip (`KEY.mp4`); each other camera 
 `action` becomes the actions, `observation.state` the states, `next.reward` the rewards and
 `next.done` the episode ends. Frames are not resampled: clips keep the dataset's fps.
 
-Isolation, as in ingestion (`ingest._in_worker` in a pebble pool): each episode is decoded in a
+Isolation, as in ingestion (`reverie.pipelines.isolation`: a pebble pool): each episode is decoded in a
 worker process, within `decode_timeout` plus `timeout_per_second` for each second of its video (all
 cameras), at most `max_timeout`; reading a dataset's meta/ runs there too, within `meta_timeout`.
 A decoder that raises, crashes or hangs costs its episode only (a `failed` line with the reason);
@@ -25,7 +25,6 @@ manifest are skipped, and clips already in finished shards are not written twice
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import re
 from collections import deque
@@ -37,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pebble import ProcessExpired, ProcessPool
+from pebble import ProcessPool
 from rich.progress import Progress
 
 from reverie.pipelines.clips import input_key
@@ -45,7 +44,7 @@ from reverie.pipelines.decoders.base import crop
 from reverie.shards.payloads import encode_clip
 from reverie.shards.episodes import Episode, episode_samples
 from reverie.pipelines.errors import VideoDecodeError
-from reverie.pipelines.ingest import _in_worker  # one isolation for videos and episodes
+from reverie.pipelines.isolation import in_worker, outcome  # one isolation for videos and episodes
 from reverie.shards.geometry import FrameGeometry
 from reverie.pipelines.lerobot.format import camera_name, is_lerobot_dataset, video_keys
 from reverie.pipelines.lerobot.layout import EpisodeEntry, dataset_entries
@@ -311,25 +310,11 @@ def episode_timeout(info: dict, entry: EpisodeEntry, config: LeRobotImportConfig
     return min(config.max_timeout, config.decode_timeout + config.timeout_per_second * seconds)
 
 
-def _isolated(future, stage: str, timeout: float, context: str = "") -> tuple[object, str]:
-    """(the result of a task scheduled with `ingest._in_worker`, "") or (None, why it failed): the
-    worker's own error (it names the episode), or a timeout or a crash, worded as ingestion words
-    them after `context`."""
-    try:
-        return future.result(), ""
-    except VideoDecodeError as error:
-        return None, error.reason
-    except concurrent.futures.TimeoutError:
-        return None, f"{context}{stage} timed out after {timeout:.0f} s"
-    except ProcessExpired as error:
-        return None, f"{context}decoder process crashed during {stage} (exit code {error.exitcode})"
-
-
 def commit_episode(root: Path, entry: EpisodeEntry, future, timeout: float, config: LeRobotImportConfig, sink: ShardSink) -> None:
     """Write the episode's clips once its worker is done, then its manifest line; a failed episode
     (an error, a timeout, a crash) gets a `failed` line and no clips."""
     path, key_prefix = episode_path(root, entry), episode_key(root, entry)
-    result, reason = _isolated(future, "decode", timeout, context=f"episode {entry.index}: ")
+    result, reason = outcome(future, "decode", f"{timeout:.0f} s", context=f"episode {entry.index}: ")
     if reason:
         sink.add_line(_line(path, "failed", reason, [], episode=entry.index, key=key_prefix), [])
         return
@@ -345,7 +330,7 @@ def _scheduled(pool: ProcessPool, root: Path, info: dict, entries: list[EpisodeE
     window, pending = 2 * config.workers, deque()
     for entry in entries:
         timeout = episode_timeout(info, entry, config)
-        pending.append((entry, pool.schedule(_in_worker, (episode_clips, root, info, entry, config), timeout=timeout), timeout))
+        pending.append((entry, pool.schedule(in_worker, (episode_clips, root, info, entry, config), timeout=timeout), timeout))
         if len(pending) >= window:
             yield pending.popleft()
     yield from pending
@@ -355,8 +340,8 @@ def import_dataset(
     root: Path, config: LeRobotImportConfig, sink: ShardSink, done: set[str], pool: ProcessPool, progress: Progress
 ) -> None:
     """Every episode of one dataset folder not in `done`, in episode order, each decoded in `pool`."""
-    future = pool.schedule(_in_worker, (dataset_entries, root), timeout=config.meta_timeout)
-    result, reason = _isolated(future, "reading meta/", config.meta_timeout)
+    future = pool.schedule(in_worker, (dataset_entries, root), timeout=config.meta_timeout)
+    result, reason = outcome(future, "reading meta/", f"{config.meta_timeout:.0f} s")
     if reason:  # an unreadable dataset is one failed line
         if str(root) not in done:
             sink.add_line(_line(str(root), "failed", f"not a readable LeRobot dataset: {reason}", []), [])
