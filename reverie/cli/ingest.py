@@ -162,6 +162,11 @@ def _run_lerobot(args: argparse.Namespace, datasets: list[Path], videos: list[st
         shard_max_count=args.shard_size,
         shard_max_bytes=args.shard_bytes,
         progress=args.progress and sys.stderr.isatty(),
+        workers=max(1, args.workers or 1),
+        meta_timeout=args.probe_timeout,
+        decode_timeout=args.timeout,
+        timeout_per_second=args.timeout_per_second,
+        max_timeout=args.max_timeout,
     )
     try:
         with FolderLock(config.out):  # the lock of DIR/manifest.jsonl, which video ingestion writes too

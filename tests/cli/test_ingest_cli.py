@@ -206,3 +206,15 @@ def test_a_resume_with_other_clip_settings_exits_2_listing_them(videos, tmp_path
     assert (out / "manifest.jsonl").read_bytes() == manifest
     budget = ["--workers", "2", "--shard-size", "5", "--timeout", "9", "--max-timeout", "99", "--max-pixels", "1000", "--retry-failed"]
     assert main([*arguments[:-2], "--size", "64", *budget]) == 0
+
+
+def test_lerobot_datasets_get_the_worker_and_timeout_flags(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(ingest, "run_lerobot_import", lambda config: calls.append(config) or [])
+    dataset = tmp_path / "dataset"
+    (dataset / "meta").mkdir(parents=True)
+    (dataset / "meta" / "info.json").write_text("{}")
+    flags = ["--workers", "3", "--probe-timeout", "7", "--timeout", "50", "--timeout-per-second", "2", "--max-timeout", "90"]
+    assert main(["ingest", str(dataset), "--out", str(tmp_path / "out"), *flags]) == 0
+    (config,) = calls
+    assert (config.workers, config.meta_timeout, config.decode_timeout, config.timeout_per_second, config.max_timeout) == (3, 7.0, 50.0, 2.0, 90.0)
