@@ -11,9 +11,13 @@ when there is a GPU):
 - predictor: imagined frames per second, `rollout` of N candidate sequences over H steps with the
   KV cache (N x H frames per call);
 - planning: seconds per action of receding-horizon CEM (`reverie.planning.control.PlanningPolicy`)
-  at the quickstart's settings and at the planner's defaults (H 8, N 256, 6 iterations).
+  at the quickstart's settings and at the planner's defaults (H 8, N 256, 6 iterations);
+- oracle: seconds per action of the same CEM through the true simulator
+  (`reverie.planning.oracle.OraclePolicy`, reverie/ReacherJoints-v0) at the quickstart's settings:
+  the cost of the quickstart's ceiling baseline, on the CPU whatever the device.
 
-Writes benchmarks/results/planning.json.
+Writes benchmarks/results/planning.json, keeping the figures it held before under "old" and
+printing the planned policy's time per action beside the old one.
 
     .venv/bin/python benchmarks/planning.py
     .venv/bin/python benchmarks/planning.py --model runs/quickstart/models/vjepa_ac --threads 1 2
@@ -33,11 +37,14 @@ import torch
 from omegaconf import OmegaConf
 
 from common import ROOT, RESULTS, write_json
+from reverie.envs.make import make_env
+from reverie.envs.reacher_arm import reacher_fingertip_at
 from reverie.nn.model_folder import MODELS, load_model_folder
-from reverie.planning.control import PlanningPolicy, as_planning_model
-from reverie.planning.goals import Goal, GoalTask
+from reverie.planning.control import PlanningPolicy, action_bounds, as_planning_model
+from reverie.planning.goals import Goal, GoalTask, goal_task_for
+from reverie.planning.oracle import OraclePolicy
 from reverie.planning.planners import make_planner
-from reverie.recipes.quickstart import SCALES
+from reverie.recipes.quickstart import ENV_ID, SCALES
 
 CONFIGS = ROOT / "configs" / "quickstart"
 ACTION_LOW, ACTION_HIGH = -0.25, 0.25  # reverie/ReacherJoints-v0's joint-angle steps (rad)
@@ -104,6 +111,24 @@ def seconds_per_action(model, size: int, device: torch.device, horizon: int, sam
     return (time.perf_counter() - started) / steps
 
 
+def oracle_seconds_per_action(horizon: int, samples: int, iterations: int, steps: int = 10) -> float:
+    """Receding-horizon CEM through the simulator toward a fixed fingertip goal, from seed 0's start."""
+    env = make_env(ENV_ID)
+    low, high = (torch.as_tensor(bound) for bound in action_bounds(env))
+    planner = make_planner("cem", low, high, horizon=horizon, samples=samples, iterations=iterations, elites=max(1, samples // 8), init_std=0.125)
+    policy = OraclePolicy(env, planner)
+    goal = Goal(goal_task_for(ENV_ID), np.zeros((1, 1, 3), np.uint8), reacher_fingertip_at(np.array([1.0, -1.5])), seed=0)
+    policy.reset(goal)
+    observation = env.reset(seed=0)[0]
+    env.step(policy(None, observation))  # warm-up
+    started = time.perf_counter()
+    for _ in range(steps):
+        observation = env.step(policy(None, observation))[0]
+    seconds = (time.perf_counter() - started) / steps
+    env.close()
+    return seconds
+
+
 def measure(model, size: int, device: torch.device) -> dict:
     quick = SCALES["full"]
     settings = {"quickstart": (quick.horizon, quick.samples, quick.iterations, 10), "planner_defaults": (8, 256, 6, 3)}
@@ -146,9 +171,26 @@ def main() -> None:
         results["gpu"] = torch.cuda.get_device_name()
         results["devices"]["cuda"] = measure(model.to("cuda"), size, torch.device("cuda"))
         print(f"cuda: {json.dumps(results['devices']['cuda'])}")
+    budget = {name: getattr(SCALES["full"], name) for name in ("horizon", "samples", "iterations")}
+    results["oracle_s_per_action"] = {"quickstart": budget | {"seconds": oracle_seconds_per_action(**budget)}}
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    results["old"] = old.get("old", old)  # the first figures stored before this layout; kept as they were
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, results)
+    for line in comparison_lines(results):
+        print(line)
     print(f"-> {args.out}")
+
+
+def comparison_lines(results: dict) -> list[str]:
+    """The quickstart budget's seconds per action: planned now beside the old figure, and the oracle."""
+    lines = []
+    for name, measured in results["devices"].items():
+        before = results["old"].get("devices", {}).get(name, {}).get("planning_s_per_action", {}).get("quickstart", {}).get("seconds")
+        now = measured["planning_s_per_action"]["quickstart"]["seconds"]
+        lines.append(f"planned, quickstart budget, {name}: {now:.3f} s per action" + (f" (old {before:.3f})" if before else " (no old figure)"))
+    lines.append(f"oracle, quickstart budget, cpu: {results['oracle_s_per_action']['quickstart']['seconds']:.3f} s per action")
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Closed-loop goal reaching in a real environment: plan toward a goal image with a world model
-(receding horizon), or act at random, and score the end in the simulator's true state.
+(receding horizon), or act at random or not at all, and score the end in the simulator's true state.
 
 The planning policy is the model-predictive control of V-JEPA 2-AC ([26] Assran et al. 2025,
 sec. 4): at every step encode the current frame (and state, where the model reads states), search
@@ -20,11 +20,18 @@ A world model plans here through `PlanningModel`, four calls; `as_planning_model
 V-JEPA 2-AC model (`reverie.posttrain.ac_predictor.VJEPAAC`) to it, and the tests plug in an
 oracle that rolls out the true simulator. Every random draw is seeded per episode from the
 policy's seed and the goal's seed, so an episode's actions do not depend on the episodes before it.
+
+The baselines beside the planner: `RandomPolicy` (uniform actions), `ZeroPolicy` (the zero action:
+the arm holds its pose) and, in `reverie.planning.oracle`, the same search through the true
+simulator. `summarize` gives each policy's rates with 95% Wilson intervals (`wilson_interval`)
+and its seconds per action, timed around the policy's calls in `run_goal_episode`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -195,6 +202,21 @@ class RandomPolicy:
         return self.rng.uniform(self.low, self.high)
 
 
+class ZeroPolicy:
+    """The baseline that does nothing: the zero action (the box's point nearest it) at every step.
+    Under a joint-position controller (`reverie/ReacherJoints-v0`) the arm holds its starting pose,
+    so this is the floor a planner must clear by moving: the goals that start already reached."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray):
+        self.action = np.clip(np.zeros_like(low), low, high)  # (A,)
+
+    def reset(self, goal: Goal) -> None:
+        pass
+
+    def __call__(self, frame: np.ndarray, observation: Any) -> np.ndarray:
+        return self.action.copy()
+
+
 def action_bounds(env) -> tuple[np.ndarray, np.ndarray]:
     """(A,), (A,) the bounds of a continuous (Box) action space."""
     space = env.action_space
@@ -213,6 +235,7 @@ class EpisodeResult:
     initial_distance: float | None = None
     closest_distance: float | None = None  # the smallest true-state distance after any action
     reached_step: int | None = None  # the first step after which the task's criterion held (None: never, or an image-only goal)
+    policy_seconds: float = 0.0  # wall time spent in the policy's calls (choosing the actions), s
 
 
 def run_goal_episode(env, goal: Goal, policy: GoalPolicy, steps: int | None = None) -> EpisodeResult:
@@ -225,8 +248,11 @@ def run_goal_episode(env, goal: Goal, policy: GoalPolicy, steps: int | None = No
     policy.reset(goal)
     initial = task.errors(env, goal)
     frames, actions, distances, reached_step, errors = [render_frame(env, size)], [], [], None, initial
+    policy_seconds = 0.0
     for step in range(1, (steps or task.episode_steps) + 1):
+        started = time.perf_counter()
         action = np.asarray(policy(frames[-1], observation), dtype=env.action_space.dtype)
+        policy_seconds += time.perf_counter() - started
         observation, _, terminated, truncated, _ = env.step(action)
         frames.append(render_frame(env, size))
         actions.append(action)
@@ -246,6 +272,7 @@ def run_goal_episode(env, goal: Goal, policy: GoalPolicy, steps: int | None = No
         initial_distance=initial.get("distance"),
         closest_distance=min(distances) if distances else None,
         reached_step=reached_step,
+        policy_seconds=policy_seconds,
     )
 
 
@@ -256,18 +283,49 @@ def feature_distance(model: PlanningModel, frame: np.ndarray, goal: Goal) -> flo
     return float(model.energy(features[None], model.encode_goal(frame_tensor(goal.image)))[0])
 
 
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval for a success rate (Wilson 1927; Newcombe 1998, "Two-sided
+    confidence intervals for the single proportion", Statistics in Medicine 17, method 3): the rates
+    p whose normal test against successes / trials does not reject at z (1.96: 95%),
+
+        (p_hat + z^2 / 2n  -+  z sqrt(p_hat (1 - p_hat) / n + z^2 / 4n^2)) / (1 + z^2 / n).
+
+    Unlike p_hat -+ z sqrt(p_hat (1 - p_hat) / n) it stays inside [0, 1] and is not empty at 0 or n
+    successes, which a few dozen goals often give."""
+    if trials < 1 or not 0 <= successes <= trials:
+        raise ValueError(f"a Wilson interval needs 0 <= successes <= trials and trials >= 1, got {successes} of {trials}")
+    rate, spread = successes / trials, z * z / trials
+    centre = (rate + spread / 2) / (1 + spread)
+    half = z * math.sqrt(rate * (1 - rate) / trials + spread / (4 * trials)) / (1 + spread)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate_and_interval(hits: Sequence[bool]) -> tuple[float | None, list[float] | None]:
+    """The share of `hits` that are true, and its 95% Wilson interval (None, None when empty)."""
+    if not hits:
+        return None, None
+    return sum(hits) / len(hits), list(wilson_interval(sum(hits), len(hits)))
+
+
 def summarize(results: Sequence[EpisodeResult]) -> dict:
-    """Success rates at the end and at any step (`reach_rate`), and the mean final and closest
-    distances, over episodes (None where they are not defined)."""
+    """Over episodes: the success rate at the end and the rate reached at some step (`reach_rate`),
+    each with its 95% Wilson interval, the mean final and closest distances, and the policy's
+    seconds per action (None where they are not defined)."""
     scored = [result for result in results if result.success is not None]
     distances = [result.final_distance for result in results if result.final_distance is not None]
     closest = [result.closest_distance for result in results if result.closest_distance is not None]
+    success_rate, success_interval = rate_and_interval([bool(result.success) for result in scored])
+    reach_rate, reach_interval = rate_and_interval([result.reached_step is not None for result in scored])
+    actions = sum(len(result.actions) for result in results)
     return {
         "episodes": len(results),
-        "success_rate": float(np.mean([result.success for result in scored])) if scored else None,
-        "reach_rate": float(np.mean([result.reached_step is not None for result in scored])) if scored else None,
+        "success_rate": success_rate,
+        "success_interval": success_interval,
+        "reach_rate": reach_rate,
+        "reach_interval": reach_interval,
         "mean_final_distance": float(np.mean(distances)) if distances else None,
         "mean_closest_distance": float(np.mean(closest)) if closest else None,
+        "seconds_per_action": sum(result.policy_seconds for result in results) / actions if actions else None,
     }
 
 

@@ -6,8 +6,10 @@ policy of `reverie.planning.control` (V-JEPA 2-AC, [26] Assran et al. 2025, sec.
 frame, search action sequences with a registered planner (CEM or MPPI) for the lowest model energy
 to the goal image, execute the first action. With a goal task's held-out goals (`goal_image=None`,
 `reverie.planning.goals`) success is measured in the simulator's true state; with one goal image
-there is no true goal state, so only the model's feature distance is reported. A random baseline
-runs on the same goals.
+there is no true goal state, so only the model's feature distance is reported. Baselines run on
+the same goals (`BASELINES`): random actions, the zero action (the arm holds its pose: the floor),
+and the oracle, the same search through the true simulator (`reverie.planning.oracle`: the ceiling
+for this planner budget). Every policy's time per action is measured.
 
 - `GoalPlanningSettings`: the run, as `reverie plan`'s flags set it.
 - `plan_toward_goals(settings) -> report`: run, print the summary, write the JSON and GIF asked for.
@@ -24,6 +26,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +41,7 @@ from reverie.planning.control import (
     PlanningPolicy,
     PlanningSetupError,
     RandomPolicy,
+    ZeroPolicy,
     action_bounds,
     as_planning_model,
     feature_distance,
@@ -46,10 +50,29 @@ from reverie.planning.control import (
     write_gif,
 )
 from reverie.planning.goals import Goal, GoalTask, goal_task_for, image_goal
-from reverie.planning.planners import PLANNERS, PlannerConfig, search_config
+from reverie.planning.oracle import OraclePolicy
+from reverie.planning.planners import PLANNERS, Planner, PlannerConfig, search_config
 
 PLANNED = "planned"  # the report's name for the planning policy
-BASELINES = {"random": RandomPolicy}  # name -> policy on the action box, (low, high, seed=...)
+
+
+@dataclass
+class BaselineSetup:
+    """What a baseline policy is built from."""
+
+    env: object  # the env the episodes run in
+    low: np.ndarray  # (A,) the action box
+    high: np.ndarray  # (A,)
+    seed: int
+    new_planner: Callable[[], Planner]  # a fresh planner with the planned policy's config, on the CPU
+
+
+BASELINES: dict[str, Callable[[BaselineSetup], GoalPolicy]] = {
+    "random": lambda setup: RandomPolicy(setup.low, setup.high, seed=setup.seed),
+    "zero": lambda setup: ZeroPolicy(setup.low, setup.high),
+    "oracle": lambda setup: OraclePolicy(setup.env, setup.new_planner(), seed=setup.seed),
+}
+NEEDS_TRUE_GOALS = {"oracle"}  # baselines that plan toward the goal's true state
 
 
 @dataclass
@@ -70,10 +93,14 @@ class GoalPlanningSettings:
     success_distance: float | None = None  # the true-state distance threshold; None: the goal task's
     size: int | None = None  # frame side in px; None: the model's training frames
     device: str = "cpu"  # where the model runs
-    baseline: str | None = None  # also run this policy (one of BASELINES) on the same goals
-    gif_path: Path | None = None  # write the first episodes (goal | planned | baseline) as a GIF
+    baseline: str | Sequence[str] | None = None  # also run these policies (names in BASELINES) on the same goals; kept as a tuple
+    gif_path: Path | None = None  # write the first episodes (goal | planned | each baseline) as a GIF
     gif_episodes: int = 4
     json_path: Path | None = None  # write the report as JSON
+
+    def __post_init__(self):
+        names = () if self.baseline is None else (self.baseline,) if isinstance(self.baseline, str) else self.baseline
+        self.baseline = tuple(names)
 
 
 @dataclass
@@ -102,8 +129,7 @@ def run_goal_planning(settings: GoalPlanningSettings) -> GoalPlanningRun:
     if settings.episodes < 1:
         raise PlanningSetupError(f"--episodes must be at least 1, got {settings.episodes}")
     planner_class = PLANNERS.get(settings.planner)  # an unknown name fails here, before the model loads
-    if settings.baseline is not None and settings.baseline not in BASELINES:
-        raise PlanningSetupError(f"baseline {settings.baseline!r} is not one of {', '.join(BASELINES)}")
+    check_baselines(settings)
     task = goal_task(settings)
     raw_model = load_model_folder(settings.model_dir)
     model = as_planning_model(raw_model, settings.device)
@@ -120,14 +146,25 @@ def run_goal_planning(settings: GoalPlanningSettings) -> GoalPlanningRun:
         policies: dict[str, GoalPolicy] = {
             PLANNED: PlanningPolicy(model, planner, seed=settings.seed, context_frames=settings.context_frames, action_cost=settings.action_cost)
         }
-        if settings.baseline is not None:
-            policies[settings.baseline] = BASELINES[settings.baseline](low, high, seed=settings.seed)
+        setup = BaselineSetup(env, low, high, settings.seed, lambda: planner_class(config, torch.as_tensor(low), torch.as_tensor(high)))
+        policies |= {name: BASELINES[name](setup) for name in settings.baseline}
         results = {name: run_policy(name, policy, env, goals, steps) for name, policy in policies.items()}
     finally:
         env.close()
     lines = {name: [episode_line(model, goal, result) for goal, result in zip(goals, episodes)] for name, episodes in results.items()}
     report = build_report(settings, task, steps, size, config, results, lines)
     return GoalPlanningRun(report=report, goals=goals, results=results)
+
+
+def check_baselines(settings: GoalPlanningSettings) -> None:
+    """Known baseline names, each once, and true goals for those that plan toward them."""
+    for name in settings.baseline:
+        if name not in BASELINES:
+            raise PlanningSetupError(f"baseline {name!r} is not one of {', '.join(BASELINES)}")
+        if name in NEEDS_TRUE_GOALS and settings.goal_image is not None:
+            raise PlanningSetupError(f"baseline {name!r} plans toward the goal's true state, which a goal image has not (use --goal-from-env)")
+    if len(set(settings.baseline)) < len(settings.baseline):
+        raise PlanningSetupError(f"baselines {', '.join(settings.baseline)}: each at most once")
 
 
 def planner_config(settings: GoalPlanningSettings, low: np.ndarray, high: np.ndarray) -> PlannerConfig:
@@ -192,6 +229,7 @@ def episode_line(model: PlanningModel, goal: Goal, result: EpisodeResult) -> dic
         "closest_distance": result.closest_distance,
         "reached_step": result.reached_step,
         "final_feature_distance": feature_distance(model, result.frames[-1], goal),
+        "seconds_per_action": result.policy_seconds / max(1, len(result.actions)),
     }
 
 
@@ -235,16 +273,22 @@ def summary_lines(report: dict) -> list[str]:
     return lines + [describe(name, policy["summary"], policy["episodes"]) for name, policy in report["policies"].items()]
 
 
+def interval_text(interval: Sequence[float]) -> str:
+    """A 95% interval of rates, in percent: "95% CI 9-91%"."""
+    return f"95% CI {interval[0]:.0%}-{interval[1]:.0%}".replace("%-", "-")
+
+
 def describe(name: str, summary: dict, lines: list[dict]) -> str:
-    features = summary["mean_final_feature_distance"]
+    features, seconds = summary["mean_final_feature_distance"], summary["seconds_per_action"]
     if summary["success_rate"] is None:
-        return f"{name}: success not defined for an image goal; mean final feature distance {features:.4f} (model energy)"
+        return f"{name}: success not defined for an image goal; mean final feature distance {features:.4f} (model energy); {seconds:.3f} s per action"
     at_end = sum(bool(line["success"]) for line in lines)
     reached = sum(line["reached_step"] is not None for line in lines)
     return (
-        f"{name}: success at the end {at_end}/{len(lines)} ({summary['success_rate']:.0%}), reached at some step {reached}/{len(lines)} "
-        f"({summary['reach_rate']:.0%}); mean final distance {summary['mean_final_distance']:.4f}, mean closest "
-        f"{summary['mean_closest_distance']:.4f}, mean final feature distance {features:.4f}"
+        f"{name}: success at the end {at_end}/{len(lines)} ({summary['success_rate']:.0%}, {interval_text(summary['success_interval'])}), "
+        f"reached at some step {reached}/{len(lines)} ({summary['reach_rate']:.0%}, {interval_text(summary['reach_interval'])}); "
+        f"mean final distance {summary['mean_final_distance']:.4f}, mean closest {summary['mean_closest_distance']:.4f}, "
+        f"mean final feature distance {features:.4f}; {seconds:.3f} s per action"
     )
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
-from reverie.shards.payloads import encode_mp4
+from reverie.planning.control import rate_and_interval
 from reverie.planning.goals import REACHER_SUCCESS_DISTANCE
+from reverie.shards.payloads import encode_mp4
 
 LOSS_CURVES = {"vjepa": "V-JEPA pretraining (unlabeled video)", "vjepa_ac": "V-JEPA 2-AC post-training (episodes with actions)"}
 
@@ -80,10 +81,6 @@ def plot_losses(run_dir: Path, title: str, path: Path) -> Path | None:
     return path
 
 
-def success_rate(distances: list[float], threshold: float) -> float:
-    return float(np.mean([distance < threshold for distance in distances]))
-
-
 def count_lines(path: Path, status: str = "ok") -> int:
     if not path.exists():
         return 0
@@ -104,39 +101,67 @@ def merge_plan_parts(parts: list[Path], path: Path) -> Path:
     return path
 
 
+POLICIES = {  # the report's policies in its order: name in plan.json -> what it is
+    "planned": "planned (CEM on the model)",
+    "random": "random actions",
+    "zero": "zero action (holds the pose)",
+    "oracle": "oracle (the same CEM through the simulator)",
+}
+HEADLINE = {"planned": "plan", "random": "random"}  # the policies summary.json's top keys name: plan_success_rate, ...
+
+
+def policy_summary(lines: list[dict], success_distance: float) -> dict:
+    """One policy's episodes: at the end within `success_distance` (the headline) and within the
+    task's own REACHER_SUCCESS_DISTANCE, reached at some step within each, every rate with its 95%
+    Wilson interval; the mean final and closest distances and the seconds per action."""
+    finals = [line["final_distance"] for line in lines]
+    closest = [line["closest_distance"] for line in lines]
+    summary = {}
+    for suffix, threshold in (("", success_distance), ("_strict", REACHER_SUCCESS_DISTANCE)):
+        summary[f"success_rate{suffix}"], summary[f"success_interval{suffix}"] = rate_and_interval([distance < threshold for distance in finals])
+        summary[f"reach_rate{suffix}"], summary[f"reach_interval{suffix}"] = rate_and_interval([distance < threshold for distance in closest])
+    steps = sum(line["steps"] for line in lines)
+    seconds = sum(line["seconds_per_action"] * line["steps"] for line in lines)
+    return summary | {
+        "mean_final_distance": float(np.mean(finals)),
+        "mean_closest_distance": float(np.mean(closest)),
+        "seconds_per_action": seconds / steps,
+        "policy_seconds": seconds,  # summed over the plan processes
+        "final_distances": finals,
+        "closest_distances": closest,
+    }
+
+
 def planning_summary(plan: dict, success_distance: float) -> dict:
-    """Success rates at the quickstart's threshold and at the task's strict one: reached at some
-    step of the episode (the headline), and held at its end, from the true-state distances."""
-    episodes = {name: policy["episodes"] for name, policy in plan["policies"].items()}
-    finals = {name: [line["final_distance"] for line in lines] for name, lines in episodes.items()}
-    closest = {name: [line["closest_distance"] for line in lines] for name, lines in episodes.items()}
-    initials = [line["initial_distance"] for line in episodes["planned"]]
-    rates = {}
-    for policy, prefix in (("planned", "plan"), ("random", "random")):
-        for suffix, threshold in (("", success_distance), ("_strict", REACHER_SUCCESS_DISTANCE)):
-            rates[f"{prefix}_success_rate{suffix}"] = success_rate(closest[policy], threshold)
-            rates[f"{prefix}_success_rate_at_end{suffix}"] = success_rate(finals[policy], threshold)
+    """The headline, success at the end of the episode within `success_distance` (V-JEPA 2-AC [26]
+    scores a reach by where the arm ends), for the planned policy and random actions, with the
+    reached-at-some-step rates beside it; and every policy's own summary (`policy_summary`)."""
+    policies = {name: policy_summary(policy["episodes"], success_distance) for name, policy in plan["policies"].items()}
+    headline = {}
+    for name, prefix in HEADLINE.items():
+        summary = policies[name]
+        for key in ("success_rate", "success_interval", "success_rate_strict", "success_interval_strict", "reach_rate", "reach_interval"):
+            headline[f"{prefix}_{key}"] = summary[key]
+    planned = plan["policies"]["planned"]["episodes"]
+    initials = [line["initial_distance"] for line in planned]
     return {
-        "plan_success_rate": rates.pop("plan_success_rate"),
-        "random_success_rate": rates.pop("random_success_rate"),
+        **headline,
         "success_criterion": (
-            f"true simulator state: the fingertip (forward kinematics of MuJoCo's joint angles) comes within {success_distance} m "
-            f"of the goal image's fingertip at some step of the {plan['steps']}-step episode; held at the end is reported beside it"
+            f"true simulator state: the fingertip (forward kinematics of MuJoCo's joint angles) is within {success_distance} m "
+            f"of the goal image's fingertip after the last action of the {plan['steps']}-step episode; within "
+            f"{REACHER_SUCCESS_DISTANCE} m (the task's own threshold) and reached at some step are reported beside it"
         ),
         "success_distance": success_distance,
         "strict_success_distance": REACHER_SUCCESS_DISTANCE,
-        **rates,
-        "plan_episodes": len(finals["planned"]),
+        "interval": "95% Wilson score interval",
+        "plan_episodes": len(planned),
         "plan_steps": plan["steps"],
-        "goal_seeds": [line["goal_seed"] for line in episodes["planned"]],
+        "goal_seeds": [line["goal_seed"] for line in planned],
         "planner": plan["planner"],
         "frame_size": plan["frame_size"],
         "initial_distances": initials,
-        "final_distances": finals,
-        "closest_distances": closest,
         "mean_initial_distance": float(np.mean(initials)),
-        "mean_final_distance": {name: float(np.mean(values)) for name, values in finals.items()},
-        "mean_closest_distance": {name: float(np.mean(values)) for name, values in closest.items()},
+        "policies": policies,
     }
 
 
@@ -177,11 +202,41 @@ def context_text(frames: int, size: int) -> str:
     return f"the current {size} px frame" if frames == 1 else f"the last {frames} {size} px frames and the actions between them"
 
 
+def rate_cell(rate: float, interval: list[float], goals: int) -> str:
+    """A rate as the report shows it: count, percent and 95% interval, e.g. "7/40 18% (9-32%)"."""
+    return f"{round(rate * goals)}/{goals} {rate:.0%} ({interval[0]:.0%}-{interval[1]:.0%})".replace("%-", "-")
+
+
+def in_report_order(names) -> list[str]:
+    """`POLICIES` first, in its order, then any other policy."""
+    return sorted(names, key=lambda name: list(POLICIES).index(name) if name in POLICIES else len(POLICIES))
+
+
+def policy_rows(summary: dict) -> str:
+    """One table row per policy, in report order."""
+    goals, rows = summary["plan_episodes"], []
+    for name in in_report_order(summary["policies"]):
+        policy = summary["policies"][name]
+        cells = [
+            POLICIES.get(name, name),
+            rate_cell(policy["success_rate"], policy["success_interval"], goals),
+            rate_cell(policy["success_rate_strict"], policy["success_interval_strict"], goals),
+            rate_cell(policy["reach_rate"], policy["reach_interval"], goals),
+            f"{policy['mean_final_distance']:.3f}",
+            f"{policy['mean_closest_distance']:.3f}",
+            f"{1000 * policy['seconds_per_action']:.2f}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def report_markdown(summary: dict) -> str:
-    planner, walls = summary["planner"], summary["wall_s"]
+    planner, walls, policies = summary["planner"], summary["wall_s"], summary["policies"]
     stage_rows = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in walls.items())
     curves = "\n\n".join(f"![{name} loss]({file})" for name, file in summary["files"]["loss_curves"].items())
-    episodes = summary["episodes"]
+    episodes, distance = summary["episodes"], summary["success_distance"]
+    panels = " | ".join(["goal", *policies])  # the GIF's panels: the order of plan.json
+    seconds = ", ".join(f"{name} {policies[name]['policy_seconds']:.0f} s" for name in in_report_order(policies))
     return f"""# reverie quickstart: V-JEPA 2-AC planning on {summary['env']}
 
 Goal-image planning with a world model trained here from scratch, in {walls['total'] / 60:.1f} minutes of stages.
@@ -192,19 +247,25 @@ actions ({episodes['recorded_random']} random, {episodes['recorded_scripted']} n
 
 **Success criterion** ({summary['success_criterion']}).
 
-| policy | reached within {summary['success_distance']} m | within {summary['success_distance']} m at the end | reached within {summary['strict_success_distance']} m (strict) | at the end, strict | mean closest distance (m) | mean final distance (m) |
-| --- | --- | --- | --- | --- | --- | --- |
-| planned (CEM on the model) | {summary['plan_success_rate']:.0%} | {summary['plan_success_rate_at_end']:.0%} | {summary['plan_success_rate_strict']:.0%} | {summary['plan_success_rate_at_end_strict']:.0%} | {summary['mean_closest_distance']['planned']:.3f} | {summary['mean_final_distance']['planned']:.3f} |
-| random actions | {summary['random_success_rate']:.0%} | {summary['random_success_rate_at_end']:.0%} | {summary['random_success_rate_strict']:.0%} | {summary['random_success_rate_at_end_strict']:.0%} | {summary['mean_closest_distance']['random']:.3f} | {summary['mean_final_distance']['random']:.3f} |
+**At the end of the episode, within {distance} m: planned {rate_cell(summary['plan_success_rate'], summary['plan_success_interval'], summary['plan_episodes'])},
+random {rate_cell(summary['random_success_rate'], summary['random_success_interval'], summary['plan_episodes'])}** (count, rate, {summary['interval']}).
 
-Planning minus random: {100 * (summary['plan_success_rate'] - summary['random_success_rate']):+.0f} percentage points reached within
-{summary['success_distance']} m, {100 * (summary['plan_success_rate_at_end'] - summary['random_success_rate_at_end']):+.0f} held at the end. Mean distance at the start: {summary['mean_initial_distance']:.3f} m. Planner: {planner['name']} with horizon
+| policy | at the end, within {distance} m | at the end, within {summary['strict_success_distance']} m | reached within {distance} m at some step | mean final distance (m) | mean closest distance (m) | ms per action |
+| --- | --- | --- | --- | --- | --- | --- |
+{policy_rows(summary)}
+
+The zero action holds the arm at its start: the floor a planner must clear by moving. The oracle is the same
+search with the same budget (and seed) through the true simulator, its energy the fingertip's true distance
+after the last action: the ceiling for this planner budget, so the gap from planned to oracle is the model's.
+Mean distance at the start: {summary['mean_initial_distance']:.3f} m. Planner: {planner['name']} with horizon
 {planner['horizon']}, {planner['samples']} samples, {planner['iterations']} iterations, {planner.get('elites', '-')} elites,
 initial std {planner.get('init_std', planner.get('noise_std'))}, replanning every step from {context_text(planner.get('context_frames', 1), summary['frame_size'])}.
+Time per action is the policy's own calls, measured while the plan processes ran side by side; summed over
+them: {seconds} (plan stage {walls.get('plan', float('nan')):.0f} s of wall time).
 
-![planning: goal | planned | random](plan/planning.gif)
+![planning: {panels}](plan/planning.gif)
 
-Each row: the goal image, the planned episode, the random episode on the same goal.
+Each row: the goal image, then each policy's episode on the same goal ({panels}).
 
 ## Loss curves
 

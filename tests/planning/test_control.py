@@ -17,13 +17,16 @@ from PIL import Image
 from reverie.nn.model_folder import load_model_folder, save_model_folder
 from reverie.envs.make import make_env
 from reverie.planning.control import (
+    EpisodeResult,
     PlanningPolicy,
     RandomPolicy,
+    ZeroPolicy,
     action_bounds,
     as_planning_model,
     frame_tensor,
     run_goal_episode,
     summarize,
+    wilson_interval,
     write_gif,
 )
 from reverie.envs.reacher_arm import reacher_arm_angles, reacher_fingertip, reacher_fingertip_at
@@ -199,6 +202,48 @@ def test_random_actions_depend_on_the_seeds_only(reacher):
     np.testing.assert_array_equal(alone, after_another)
     assert not np.array_equal(alone, run_goal_episode(reacher, goals[1], RandomPolicy(low, high, seed=8), steps=5).actions)
     assert ((alone >= low) & (alone <= high)).all()
+
+
+def test_the_zero_action_holds_the_arm_where_it_starts_under_the_joint_controller():
+    env = make_env("reverie/ReacherJoints-v0", size=SIZE)
+    goal = goal_task_for("reverie/ReacherJoints-v0").make_goal(env, seed=4, size=SIZE)
+    result = run_goal_episode(env, goal, ZeroPolicy(*action_bounds(env)), steps=10)
+    env.close()
+    assert not result.actions.any() and result.actions.shape == (10, 2)
+    assert result.final_distance == pytest.approx(result.initial_distance, abs=1e-3)  # only the reset's small joint speeds move it
+    assert result.success is False and result.reached_step is None
+    np.testing.assert_array_equal(ZeroPolicy(np.array([0.1, -1.0]), np.array([1.0, 1.0]))(None, None), [0.1, 0.0])  # the box's point nearest 0
+
+
+@pytest.mark.parametrize(
+    "successes, trials, low, high",
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+)
+def test_the_wilson_interval_is_newcombes(successes, trials, low, high):
+    """Newcombe 1998 (Statistics in Medicine 17, 857-872), Table I, method 3 (Wilson score, no
+    continuity correction)."""
+    assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=5e-5)
+    mirrored = wilson_interval(trials - successes, trials)
+    assert mirrored == pytest.approx((1 - high, 1 - low), abs=5e-5)
+    assert wilson_interval(successes, trials, z=2.576)[0] <= low and wilson_interval(successes, trials, z=2.576)[1] >= high  # 99% is wider
+
+
+def test_the_wilson_interval_refuses_counts_that_are_not_rates():
+    for successes, trials in ((0, 0), (3, 2), (-1, 4)):
+        with pytest.raises(ValueError, match=f"got {successes} of {trials}"):
+            wilson_interval(successes, trials)
+
+
+def test_summarize_gives_rates_with_their_intervals_and_the_seconds_per_action():
+    def episode(final, closest, reached, seconds):
+        return EpisodeResult(np.zeros((5, 1, 1, 3), np.uint8), np.zeros((4, 2)), final, final < 0.02, closest_distance=closest, reached_step=reached, policy_seconds=seconds)
+
+    summary = summarize([episode(0.01, 0.005, 3, 1.0), episode(0.1, 0.01, 2, 2.0), episode(0.2, 0.15, None, 3.0)])
+    assert summary["success_rate"] == pytest.approx(1 / 3) and summary["success_interval"] == pytest.approx(wilson_interval(1, 3))
+    assert summary["reach_rate"] == pytest.approx(2 / 3) and summary["reach_interval"] == pytest.approx(wilson_interval(2, 3))
+    assert summary["mean_final_distance"] == pytest.approx(0.31 / 3) and summary["mean_closest_distance"] == pytest.approx(0.165 / 3)
+    assert summary["seconds_per_action"] == pytest.approx(6.0 / 12)
+    assert summarize([])["success_interval"] is None and summarize([])["seconds_per_action"] is None
 
 
 def test_planning_with_vjepa_ac_is_seeded_and_survives_a_save_and_reload(small_reacher, tmp_path):

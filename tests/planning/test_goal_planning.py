@@ -1,6 +1,6 @@
-"""The goal-planning loop behind `reverie plan`: episodes with a tiny V-JEPA 2-AC in Reacher, the
-report and what is printed, the JSON and GIF, the planner's config from the registry, and the setup
-errors that name what does not fit."""
+"""The goal-planning loop behind `reverie plan`: episodes with a tiny V-JEPA 2-AC in Reacher beside
+the random, zero and oracle baselines, the report and what is printed, the JSON and GIF, the
+planner's config from the registry, and the setup errors that name what does not fit."""
 
 from __future__ import annotations
 
@@ -46,15 +46,17 @@ def model_dir(tmp_path_factory):
 
 def test_planning_toward_env_goals_prints_the_summary_and_writes_the_json_and_gif(model_dir, tmp_path, capsys):
     gif, report_path = tmp_path / "out" / "plan.gif", tmp_path / "out" / "plan.json"
-    settings = GoalPlanningSettings(model_dir, "Reacher-v5", **SMALL, baseline="random", gif_path=gif, json_path=report_path)
+    settings = GoalPlanningSettings(model_dir, "Reacher-v5", **SMALL, baseline=["random", "zero", "oracle"], gif_path=gif, json_path=report_path)
     report = plan_toward_goals(settings)
     printed = capsys.readouterr().out.splitlines()
-    assert printed == summary_lines(report) + [f"json: {report_path}", f"gif: {gif} (goal | planned | random)"]
+    assert printed == summary_lines(report) + [f"json: {report_path}", f"gif: {gif} (goal | planned | random | zero | oracle)"]
     assert printed[:2] == [
         "Reacher-v5, 2 goals (from the env), 3 steps, 16 px frames",
         "success (Reacher): distance < 0.02, at the end of the episode and at any step of it",
     ]
     assert printed[2].startswith("planned: success at the end") and "reached at some step" in printed[2]
+    assert [line.split(":")[0] for line in printed[2:6]] == ["planned", "random", "zero", "oracle"]
+    assert all("95% CI" in line and line.endswith(" s per action") for line in printed[2:6])
 
     assert json.loads(report_path.read_text()) == report
     assert set(report) == {"env", "model", "goal", "task", "steps", "frame_size", "seed", "planner", "policies"}
@@ -63,19 +65,31 @@ def test_planning_toward_env_goals_prints_the_summary_and_writes_the_json_and_gi
     planner_fields = {field.name for field in dataclasses.fields(CEMConfig)}
     assert set(report["planner"]) == {"name", *planner_fields, "context_frames", "action_cost"}
     assert report["planner"]["elites"] == 1 and report["planner"]["init_std"] == pytest.approx(0.5)  # 8 // 8; a quarter of [-1, 1]
-    for name in ("planned", "random"):
+    assert list(report["policies"]) == ["planned", "random", "zero", "oracle"]
+    for name in report["policies"]:
         summary, episodes = report["policies"][name]["summary"], report["policies"][name]["episodes"]
-        assert set(summary) == {"episodes", "success_rate", "reach_rate", "mean_final_distance", "mean_closest_distance", "mean_final_feature_distance"}
+        assert set(summary) == {
+            "episodes", "success_rate", "success_interval", "reach_rate", "reach_interval", "mean_final_distance",
+            "mean_closest_distance", "mean_final_feature_distance", "seconds_per_action",
+        }  # fmt: skip
         assert [episode["goal_seed"] for episode in episodes] == [0, 1] and all(episode["steps"] == 3 for episode in episodes)
         assert set(episodes[0]) == {
             "goal_seed", "goal_state", "steps", "initial_distance", "final_distance", "errors", "success",
-            "closest_distance", "reached_step", "final_feature_distance",
+            "closest_distance", "reached_step", "final_feature_distance", "seconds_per_action",
         }  # fmt: skip
         assert 0 <= summary["success_rate"] <= summary["reach_rate"] <= 1 and summary["mean_final_distance"] > 0
+        for rate in ("success", "reach"):
+            low, high = summary[f"{rate}_interval"]
+            assert 0 <= low <= summary[f"{rate}_rate"] <= high <= 1
         assert all(episode["closest_distance"] <= episode["final_distance"] for episode in episodes)
+        assert summary["seconds_per_action"] == pytest.approx(np.mean([episode["seconds_per_action"] for episode in episodes]))
+    zero = report["policies"]["zero"]["episodes"]
+    assert all(episode["final_distance"] > 0 for episode in zero)
+    seconds = {name: report["policies"][name]["summary"]["seconds_per_action"] for name in report["policies"]}
+    assert seconds["oracle"] > 10 * seconds["random"] > 0  # the oracle searches (2 iterations of 8 rollouts); random draws
     with Image.open(gif) as image:
         assert image.n_frames == 4  # the first frame and one per step
-        assert image.size == (4 + 3 * (128 + 4), 4 + 2 * (128 + 4))  # goal | planned | random, one row per episode, 16 px shown at 128
+        assert image.size == (4 + 5 * (128 + 4), 4 + 2 * (128 + 4))  # goal | planned | random | zero | oracle, one row per episode, 16 px shown at 128
     assert sorted(os.listdir(gif.parent)) == ["plan.gif", "plan.json"]
 
 
@@ -86,11 +100,13 @@ def test_planning_toward_one_goal_image_reports_the_feature_distance_only(model_
     env.close()
     del env  # freed before the run makes its own
     report = plan_toward_goals(GoalPlanningSettings(model_dir, "Reacher-v5", goal_image=goal_image, **SMALL, planner="mppi", std=0.3))
-    features = report["policies"]["planned"]["summary"]["mean_final_feature_distance"]
+    summary = report["policies"]["planned"]["summary"]
     assert capsys.readouterr().out.splitlines() == [
         f"Reacher-v5, 2 goals ({goal_image}), 3 steps, 16 px frames",
-        f"planned: success not defined for an image goal; mean final feature distance {features:.4f} (model energy)",
+        f"planned: success not defined for an image goal; mean final feature distance {summary['mean_final_feature_distance']:.4f} "
+        f"(model energy); {summary['seconds_per_action']:.3f} s per action",
     ]
+    assert summary["success_rate"] is summary["success_interval"] is None
     assert report["goal"] == str(goal_image) and report["task"]["success_thresholds"] is None
     assert report["planner"]["name"] == "mppi" and report["planner"]["noise_std"] == 0.3
     episodes = report["policies"]["planned"]["episodes"]
@@ -129,7 +145,9 @@ def test_an_unknown_planner_fails_before_the_model_loads_and_lists_the_known_one
     "settings, error, message",
     [
         (dict(env_id="Reacher-v5", episodes=0), PlanningSetupError, "--episodes must be at least 1, got 0"),
-        (dict(env_id="Reacher-v5", baseline="zero"), PlanningSetupError, "baseline 'zero' is not one of random"),
+        (dict(env_id="Reacher-v5", baseline=["random", "nope"]), PlanningSetupError, "baseline 'nope' is not one of random, zero, oracle"),
+        (dict(env_id="Reacher-v5", baseline=["zero", "zero"]), PlanningSetupError, "baselines zero, zero: each at most once"),
+        (dict(env_id="Reacher-v5", goal_image="goal.png", baseline="oracle"), PlanningSetupError, "baseline 'oracle' plans toward the goal's true state"),
         (dict(env_id="CartPole-v1"), GoalError, "no goal task for CartPole-v1"),
         (dict(env_id="Reacher-v5"), FileNotFoundError, "not a model folder"),
     ],
@@ -137,3 +155,9 @@ def test_an_unknown_planner_fails_before_the_model_loads_and_lists_the_known_one
 def test_setup_errors_name_what_does_not_fit(tmp_path, settings, error, message):
     with pytest.raises(error, match=message):
         plan_toward_goals(GoalPlanningSettings(tmp_path / "missing", **settings))
+
+
+def test_one_baseline_name_or_several_are_kept_as_a_tuple():
+    assert GoalPlanningSettings("model", "Reacher-v5", baseline="random").baseline == ("random",)
+    assert GoalPlanningSettings("model", "Reacher-v5", baseline=["random", "oracle"]).baseline == ("random", "oracle")
+    assert GoalPlanningSettings("model", "Reacher-v5").baseline == ()
