@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 # MuJoCo picks its GL backend when it is first imported, and the machines that run the tests have
 # no display: render off-screen with EGL, before any test module imports mujoco.
@@ -54,3 +56,23 @@ def clip_shards(tmp_path_factory, sample_videos) -> Path:
     spec = ClipSpec(clip_frames=8, fps=8.0, size=32, clip_format="npy", min_motion=0)
     run_ingest(IngestConfig(inputs=[str(v) for v in sample_videos], out=out, spec=spec, workers=2, shard_max_count=4, progress=False))
     return out / "shards"
+
+
+HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
+
+
+@pytest.fixture
+def hold_lock():
+    """`hold(folder, name=".lock")`: start a process that holds that lock of `folder` (as a running
+    command would) and return it once it does; every such process is killed when the test ends."""
+    processes = []
+
+    def hold(folder: Path, name: str = ".lock") -> subprocess.Popen:
+        processes.append(subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True))
+        assert processes[-1].stdout.readline().strip() == "held"
+        return processes[-1]
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()

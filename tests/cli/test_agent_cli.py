@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import numpy as np
 
@@ -12,7 +10,6 @@ from reverie.agents.registry import load_agent
 from reverie.cli.main import main
 
 DYNA_MAZE = ["--env", "reverie/DynaMaze-v0"]
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
 def metrics(folder) -> list[dict]:
@@ -81,17 +78,14 @@ def test_the_run_folder_defaults_to_runs_agents_name_env(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "agents" / "dyna_q-reverie_DynaMaze-v0" / "checkpoint.safetensors").is_file()
 
 
-def test_a_second_writer_of_the_folder_exits_2_naming_the_holder_and_changes_nothing(tmp_path, capsys):
+def test_a_second_writer_of_the_folder_exits_2_naming_the_holder_and_changes_nothing(tmp_path, capsys, hold_lock):
     assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=2", "--out", str(tmp_path)]) == 0
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-        assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=4", "--out", str(tmp_path)]) == 2
-        assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = hold_lock(tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=4", "--out", str(tmp_path)]) == 2
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    holder.kill()
+    holder.wait()
     assert capsys.readouterr().err == f"reverie agent: {tmp_path} is being written by process {holder.pid} (lock {tmp_path / '.lock'}); wait for it to finish, or stop it\n"
     assert main(["agent", "dyna_q", *DYNA_MAZE, "episodes=4", "--out", str(tmp_path)]) == 0  # the holder gone, the run goes on
     assert len(metrics(tmp_path)) == 4

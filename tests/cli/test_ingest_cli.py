@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,6 @@ from reverie.cli.main import main
 from reverie.pipelines.decoders import DEFAULT_DECODER
 from reverie.shards.folder_lock import LOCK_NAME
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
@@ -155,20 +152,6 @@ def test_a_setting_that_cannot_work_exits_2_naming_it_before_any_file_is_written
     assert ingests == [] and not (tmp_path / "out").exists()
 
 
-@pytest.fixture
-def hold_lock():
-    """Start a process that holds a lock of `folder` (as a running ingest would) until the test ends."""
-    processes = []
-
-    def hold(folder: Path, name: str = LOCK_NAME) -> subprocess.Popen:
-        processes.append(subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True))
-        assert processes[-1].stdout.readline().strip() == "held"
-        return processes[-1]
-
-    yield hold
-    for process in processes:
-        process.kill()
-        process.wait()
 
 
 def folder_state(folder: Path) -> dict[str, tuple[bytes, int]]:

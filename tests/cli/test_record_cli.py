@@ -4,8 +4,6 @@ Recorded frames, actions, policies and resume are in `tests/pipelines/test_recor
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
 
@@ -14,7 +12,6 @@ from reverie.cli.main import main
 from reverie.shards.folder_lock import LOCK_NAME
 from reverie.shards.manifest import read_manifest
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
@@ -85,18 +82,13 @@ def test_a_bad_env_or_policy_exits_2_before_writing_anything(tmp_path, arguments
     assert not out.exists()
 
 
-def test_a_folder_another_process_writes_exits_2_naming_it_and_the_holders_pid(tmp_path, capsys):
+def test_a_folder_another_process_writes_exits_2_naming_it_and_the_holders_pid(tmp_path, capsys, hold_lock):
     out = tmp_path / "out"
     arguments = ["record", "CartPole-v1", "--episodes", "2", "--out", str(out), "--size", "32", "--clip-frames", "4", "--max-steps", "8"]
     assert main([*arguments, "--format", "npy"]) == 0
-    first = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert first.stdout.readline().strip() == "held"
-        before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()}
-        capsys.readouterr()
-        assert main([*arguments[:3], "4", *arguments[4:], "--format", "npy"]) == 2
-        assert capsys.readouterr().err == f"reverie record: {out} is being written by process {first.pid} (lock {out / LOCK_NAME}); wait for it to finish, or stop it\n"
-        assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()} == before
-    finally:
-        first.kill()
-        first.wait()
+    first = hold_lock(out)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    assert main([*arguments[:3], "4", *arguments[4:], "--format", "npy"]) == 2
+    assert capsys.readouterr().err == f"reverie record: {out} is being written by process {first.pid} (lock {out / LOCK_NAME}); wait for it to finish, or stop it\n"
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*")) if p.is_file()} == before

@@ -277,23 +277,8 @@ def test_an_ingest_setting_that_cannot_work_is_refused_naming_its_flag(setting, 
         IngestConfig(inputs=[], out=tmp_path, **settings, **{setting: value})
 
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
-@pytest.fixture
-def hold_lock():
-    """Start a process that holds a lock of `folder` (as a running ingest would) until the test ends."""
-    processes = []
-
-    def hold(folder: Path, name: str = LOCK_NAME) -> subprocess.Popen:
-        processes.append(subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True))
-        assert processes[-1].stdout.readline().strip() == "held"
-        return processes[-1]
-
-    yield hold
-    for process in processes:
-        process.kill()
-        process.wait()
 
 
 def folder_state(folder: Path, but: tuple[str, ...] = ()) -> dict[str, tuple[bytes, int]]:

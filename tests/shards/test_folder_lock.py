@@ -6,35 +6,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 
 from reverie.shards.folder_lock import LOCK_NAME, FolderLock, FolderLockedError
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
+def test_a_second_process_is_refused_with_the_holders_pid(tmp_path, hold_lock):
+    process = hold_lock(tmp_path / "out")
+    with pytest.raises(FolderLockedError, match=f"{tmp_path / 'out'} is being written by process {process.pid}") as error:
+        FolderLock(tmp_path / "out").acquire()
+    assert error.value.pid == process.pid
 
 
-def holder(folder, name: str = LOCK_NAME) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), name], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "held"
-    return process
-
-
-def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
-    process = holder(tmp_path / "out")
-    try:
-        with pytest.raises(FolderLockedError, match=f"{tmp_path / 'out'} is being written by process {process.pid}") as error:
-            FolderLock(tmp_path / "out").acquire()
-        assert error.value.pid == process.pid
-    finally:
-        process.kill()
-        process.wait()
-
-
-def test_a_holder_killed_with_kill_9_frees_the_folder(tmp_path):
-    process = holder(tmp_path)
+def test_a_holder_killed_with_kill_9_frees_the_folder(tmp_path, hold_lock):
+    process = hold_lock(tmp_path)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert (tmp_path / LOCK_NAME).read_text().strip() == str(process.pid)  # a stale pid is left, and means nothing
@@ -51,14 +36,10 @@ def test_release_frees_the_folder_within_one_process(tmp_path):
         assert (tmp_path / LOCK_NAME).read_text().strip() == str(os.getpid())
 
 
-def test_a_named_lock_guards_its_own_file_only(tmp_path):
+def test_a_named_lock_guards_its_own_file_only(tmp_path, hold_lock):
     """SLURM array tasks share DIR and write per-slice files: each holds a lock of its own name."""
-    process = holder(tmp_path, ".lock-s0000")
-    try:
-        with pytest.raises(FolderLockedError, match=re.escape(f"by process {process.pid} (lock {tmp_path / '.lock-s0000'})")):
-            FolderLock(tmp_path, name=".lock-s0000").acquire()
-        with FolderLock(tmp_path, name=".lock-s0001"), FolderLock(tmp_path):
-            assert (tmp_path / ".lock-s0001").read_text().strip() == str(os.getpid())
-    finally:
-        process.kill()
-        process.wait()
+    process = hold_lock(tmp_path, ".lock-s0000")
+    with pytest.raises(FolderLockedError, match=re.escape(f"by process {process.pid} (lock {tmp_path / '.lock-s0000'})")):
+        FolderLock(tmp_path, name=".lock-s0000").acquire()
+    with FolderLock(tmp_path, name=".lock-s0001"), FolderLock(tmp_path):
+        assert (tmp_path / ".lock-s0001").read_text().strip() == str(os.getpid())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +16,6 @@ from reverie.training.config import RunInputError, load_config, save_config
 from reverie.training.trainer import build_strategy, resume_checkpoint
 from training_runs import TINY, train_command
 
-HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
 
 
 class CreatesAFile:
@@ -92,17 +90,12 @@ def fsdp_strategy_around(model: torch.nn.Module):
     return strategy
 
 
-def test_a_second_training_of_the_same_folder_exits_2_naming_the_holder_and_changes_nothing(tmp_path, clip_shards):
+def test_a_second_training_of_the_same_folder_exits_2_naming_the_holder_and_changes_nothing(tmp_path, clip_shards, hold_lock):
     run_dir = tmp_path / "run"
     write_checkpoint(run_dir, 8)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        before = files_of(run_dir)
-        done = subprocess.run(train_command(run_dir, clip_shards, "trainer.max_steps=2"), capture_output=True, text=True, timeout=120)
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = hold_lock(run_dir)
+    before = files_of(run_dir)
+    done = subprocess.run(train_command(run_dir, clip_shards, "trainer.max_steps=2"), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip().endswith(f"{run_dir} is being written by process {holder.pid} (lock {run_dir / '.lock'}); wait for it to finish, or stop it")
     assert files_of(run_dir) == before
