@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from omegaconf import OmegaConf
 import reverie.envs  # noqa: F401  (registers the reverie/ envs)
 from reverie.agents.registry import AGENTS
 from reverie.shards.folder_lock import FolderLock
+from reverie.shards.writer import write_text_atomically
 
 BUDGET_KEYS = {"episodes", "steps", "checkpoint_every"}
 METRICS_COLUMNS = ["episode", "return", "steps", "total_steps", "backups"]
@@ -57,17 +57,11 @@ def default_run_folder(name: str, env_id: str) -> Path:
     return Path("runs/agents") / f"{name}-{env_id.replace('/', '_')}"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def keep_metrics(path: Path, episodes: int) -> None:
     """Rewrite metrics.csv with the episodes the checkpoint holds: rows written after it are redone."""
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     lines = [",".join(METRICS_COLUMNS)] + [",".join(row[column] for column in METRICS_COLUMNS) for row in rows if int(row["episode"]) <= episodes]
-    write_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomically(path, "\n".join(lines) + "\n")
 
 
 def differences(stored: dict, asked: dict, prefix: str = "") -> list[str]:
@@ -135,7 +129,7 @@ def restore_or_start(agent_class: type, config, env: gym.Env, out: Path, wanted:
         print(f"resuming {wanted['agent']} from {checkpoint} after {agent.episodes} episodes")
     else:
         agent = agent_class(config, env.observation_space, env.action_space)
-        write_atomic(out / "run.json", json.dumps(wanted, indent=2) + "\n")
+        write_text_atomically(out / "run.json", json.dumps(wanted, indent=2) + "\n")
     return agent
 
 

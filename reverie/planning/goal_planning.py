@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from reverie.planning.control import (
 from reverie.planning.goals import Goal, GoalTask, goal_task_for, image_goal
 from reverie.planning.oracle import OraclePolicy
 from reverie.planning.planners import PLANNERS, Planner, PlannerConfig, search_config
+from reverie.shards.writer import write_text_atomically
 
 PLANNED = "planned"  # the report's name for the planning policy
 
@@ -293,11 +293,8 @@ def describe(name: str, summary: dict, lines: list[dict]) -> str:
 
 
 def write_json(path: Path, report: dict) -> None:
-    """Write the report atomically (a temporary name, then renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(report, indent=2))
-    os.replace(partial, path)
+    """Write the report atomically (`reverie.shards.writer.write_text_atomically`)."""
+    write_text_atomically(path, json.dumps(report, indent=2))
 
 
 def write_episodes_gif(path: Path, run: GoalPlanningRun, episodes: int) -> Path:

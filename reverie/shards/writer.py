@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import secrets
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -83,6 +84,27 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def write_text_atomically(path: Path, text: str, mode: int = 0o666) -> Path:
+    """Write `text` to `path` through a temporary file of a name of its own in the same folder,
+    fsynced and renamed into place (the folder fsynced too): a reader, or a second writer, sees
+    the old file or the new one, never a part. `mode` is before the umask."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with open(descriptor, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_folder(path.parent)
+    return path
 
 
 def sync_rename(partial: Path, final: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from reverie.shards.writer import ShardWriter, TarWriter, read_shard_contents
+from reverie.shards.writer import ShardWriter, TarWriter, read_shard_contents, write_text_atomically
 
 
 def sample(index):
@@ -97,3 +97,20 @@ def test_other_prefixes_are_left_alone(tmp_path, prefix):
     (tmp_path / "other-000000.tar.tmp").write_bytes(b"")
     read_shard_contents(tmp_path, prefix)
     assert (tmp_path / "other-000000.tar.tmp").exists()
+
+
+def test_write_text_atomically_replaces_the_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "inputs.txt"
+    path.write_text("old\n")
+    replaced = []
+    real_replace = os.replace
+
+    def replace(source, target):
+        replaced.append((os.path.dirname(source), open(source).read(), open(target).read()))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    write_text_atomically(path, "new\n" * 1000)
+    assert replaced == [(str(tmp_path), "new\n" * 1000, "old\n")], "readers see the old file until the new one is whole"
+    assert path.read_text() == "new\n" * 1000
+    assert os.listdir(tmp_path) == ["inputs.txt"]

@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from reverie.pipelines.errors import SettingsChangedError
 from reverie.pipelines.ingest import IngestConfig, check_run_settings, save_run_config
+from reverie.shards.writer import write_text_atomically
 from reverie.training.launch.slurm import (
     SbatchScriptError,
     quote_command,
@@ -25,7 +26,6 @@ from reverie.training.launch.slurm import (
     render,
     reverie_executable,
     submit,
-    write_atomically,
     write_script,
 )
 
@@ -90,7 +90,7 @@ def submit_slices(config: IngestConfig, args: argparse.Namespace, console: Conso
         console.print(f"[red]reverie ingest:[/] {escape(str(error))}")
         return 2
     (config.out / "logs").mkdir(parents=True, exist_ok=True)
-    write_atomically(config.out / "inputs.txt", "".join(f"{path}\n" for path in config.inputs))
+    write_text_atomically(config.out / "inputs.txt", "".join(f"{path}\n" for path in config.inputs))
     save_run_config(config)
     script_path = write_script(script, config.out / "ingest-array.sbatch")
     if args.dry_run:

@@ -9,14 +9,14 @@ Such a value is a `SbatchScriptError` naming its option, raised before anything 
 
 from __future__ import annotations
 
-import os
-import secrets
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from string import Template
+
+from reverie.shards.writer import write_text_atomically
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "slurm"
 
@@ -95,26 +95,8 @@ def reverie_executable() -> Path:
     return Path(sys.executable).parent / "reverie"
 
 
-def write_atomically(path: Path, text: str, mode: int = 0o666) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and `os.replace`: a reader
-    (or a resubmission) sees the old file or the new one, never a part. `mode` is before the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with open(descriptor, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_script(script: str, path: Path) -> Path:
-    return write_atomically(path, script, mode=0o755)
+    return write_text_atomically(path, script, mode=0o755)
 
 
 def submit(script_path: Path) -> str:

@@ -16,7 +16,6 @@ from reverie.training.launch.slurm import (
     quote_word,
     render,
     sbatch_directives,
-    write_atomically,
     write_script,
 )
 
@@ -83,23 +82,6 @@ def test_check_script_refuses_an_sbatch_line_after_the_first_command():
         check_script("#!/bin/bash\n#SBATCH --nodes=1\ntouch /tmp/p #'\n#SBATCH --time=1:00:00\n", "x.sbatch")
     with pytest.raises(SbatchScriptError, match=r"x\.sbatch line 2: '#SBATCH --nodes=1\\x00' is not printable"):
         check_script("#!/bin/bash\n#SBATCH --nodes=1\x00\nsrun true\n", "x.sbatch")
-
-
-def test_write_atomically_replaces_the_file_whole(tmp_path, monkeypatch):
-    path = tmp_path / "inputs.txt"
-    path.write_text("old\n")
-    replaced = []
-    real_replace = os.replace
-
-    def replace(source, target):
-        replaced.append((os.path.dirname(source), open(source).read(), open(target).read()))
-        real_replace(source, target)
-
-    monkeypatch.setattr(os, "replace", replace)
-    write_atomically(path, "new\n" * 1000)
-    assert replaced == [(str(tmp_path), "new\n" * 1000, "old\n")], "readers see the old file until the new one is whole"
-    assert path.read_text() == "new\n" * 1000
-    assert os.listdir(tmp_path) == ["inputs.txt"]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
