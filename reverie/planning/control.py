@@ -145,6 +145,21 @@ class GoalPolicy(Protocol):
         """The action for the current frame (H, W, 3) uint8 and the env's observation."""
 
 
+def planning_energy(model: PlanningModel, context: Any, goal_features: Tensor, action_cost: float = 0.0):
+    """The energy a planner minimises (the module docstring's equation): the model's distance
+    between the features predicted after the last action and the goal's, plus
+    `action_cost` * mean |a| when it is set."""
+
+    def energy(action_sequences: Tensor) -> Tensor:  # (N, H, A) -> (N,)
+        predicted = model.rollout(context, action_sequences)  # (N, H, ...)
+        distance = model.energy(predicted[:, -1], goal_features)
+        if not action_cost:
+            return distance
+        return distance + action_cost * action_sequences.abs().mean(dim=(1, 2)).to(distance)
+
+    return energy
+
+
 class PlanningPolicy:
     """Receding-horizon planning with a world model: plan H steps minimising the model's energy to
     the goal, execute the first action, replan (the module docstring has the equation)."""
@@ -167,14 +182,8 @@ class PlanningPolicy:
         self.goal_features = self.model.encode_goal(frame_tensor(goal.image))
 
     def energy_fn(self, context: Any):
-        def energy(action_sequences: Tensor) -> Tensor:  # (N, H, A) -> (N,)
-            predicted = self.model.rollout(context, action_sequences)  # (N, H, ...)
-            energy = self.model.energy(predicted[:, -1], self.goal_features)
-            if not self.action_cost:
-                return energy
-            return energy + self.action_cost * action_sequences.abs().mean(dim=(1, 2)).to(energy)
-
-        return energy
+        """The energy toward this episode's goal from `context` (`planning_energy`)."""
+        return planning_energy(self.model, context, self.goal_features, self.action_cost)
 
     def __call__(self, frame: np.ndarray, observation: Any) -> np.ndarray:
         state = flat_state(observation)

@@ -43,9 +43,9 @@ from PIL import Image
 from torch import Tensor
 
 from reverie.nn.model_folder import load_model_folder
-from reverie.planning.control import PlanningModel, PlanningSetupError, as_planning_model, frame_tensor
+from reverie.planning.control import PlanningModel, PlanningSetupError, as_planning_model, frame_tensor, planning_energy
 from reverie.planning.goal_planning import planner_config, write_json
-from reverie.planning.planners import PLANNERS, EnergyFn, Planner
+from reverie.planning.planners import PLANNERS, Planner
 from reverie.shards.geometry import FrameGeometry
 
 ImageInput = Union[str, Path, np.ndarray]  # an image file, or an (H, W, 3) uint8 array
@@ -137,7 +137,7 @@ class OfflinePlanner:
         context = self.context(frames, state, context_actions)
         goal = self.model.encode_goal(frame_tensor(fit_frame(read_image(goal_image), self.frame_size)))
         self.planner.generator.manual_seed(self.planner.config.seed)
-        result = self.planner.optimize(self.energy_fn(context, goal))
+        result = self.planner.optimize(planning_energy(self.model, context, goal, self.action_cost))
         predicted = self.model.rollout(context, result.actions[None])[0]  # (H, ...): the plan's imagined future
         return OfflinePlan(
             actions=result.actions.cpu().numpy().astype(np.float32),
@@ -177,16 +177,6 @@ class OfflinePlanner:
         if state is None:
             raise PlanningSetupError(f"the model reads states of {self.state_dim} values: give the robot's state (--state)")
         return torch.from_numpy(rows(state, context_length, self.state_dim, "state"))
-
-    def energy_fn(self, context: Any, goal: Tensor) -> EnergyFn:
-        def energy(action_sequences: Tensor) -> Tensor:  # (N, H, A) -> (N,)
-            predicted = self.model.rollout(context, action_sequences)  # (N, H, ...)
-            energy = self.model.energy(predicted[:, -1], goal)
-            if not self.action_cost:
-                return energy
-            return energy + self.action_cost * action_sequences.abs().mean(dim=(1, 2)).to(energy)
-
-        return energy
 
 
 def action_box(settings: OfflinePlanSettings, action_dim: int | None, model_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
