@@ -1,7 +1,7 @@
 """List the registered components of every kind, or of one.
 
-Kinds: decoders, models, agents, planners, goal tasks, scripted recording policies, training tasks
-and data modules.
+Kinds: decoders, models, agents, planners, goal tasks, scripted recording policies, training tasks,
+data modules and quantizers.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from reverie.registry import all_registries
 REGISTERING_MODULES = (
     "reverie.agents.registry",  # the agent registry; agents import when used
     "reverie.nn.model_folder",  # the model registry; models import when used
+    "reverie.nn.quantizers",  # the tokenizers' bottlenecks
     "reverie.pipelines.decoders",
     "reverie.pipelines.policies",  # scripted recording policies
     "reverie.planning.goals",
