@@ -28,6 +28,7 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
     lazy={
         "mlp_policy": "reverie.nn.policies",
         "frame_autoencoder": "reverie.tokenizers.frame_autoencoder",
+        "causal_video_autoencoder": "reverie.tokenizers.causal_video_autoencoder",
         "vjepa": "reverie.pretrain.vjepa",
         "vjepa_ac": "reverie.posttrain.ac_predictor",
     },
