@@ -29,6 +29,7 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "mlp_policy": "reverie.nn.policies",
         "frame_autoencoder": "reverie.tokenizers.frame_autoencoder",
         "causal_video_autoencoder": "reverie.tokenizers.causal_video_autoencoder",
+        "st_vivit_tokenizer": "reverie.tokenizers.st_vivit",
         "vjepa": "reverie.pretrain.vjepa",
         "vjepa_ac": "reverie.posttrain.ac_predictor",
     },
