@@ -6,7 +6,8 @@ execute the first action. With `--goal-from-env` the env's goal task makes a hel
 episode (`reverie.planning.goals`) and success is measured in the simulator's true state; with
 `--goal IMAGE` there is no true goal state, so only the model's feature distance is reported.
 `--baseline random zero oracle` runs, on the same goals, uniform random actions, the zero action
-(holding still) and the oracle (the same planner through the true simulator's state). The loop is
+(holding still) and the oracle (the same planner through the true simulator's state); without
+MODEL_DIR only they run (at `--size`), e.g. while the model is still training. The loop is
 `reverie.planning.goal_planning.plan_toward_goals`; this module parses the flags and calls it.
 
 With `--frame NOW.png` there is no env: a robot's current camera image (after `--frames`, the
@@ -30,7 +31,10 @@ OFFLINE_ONLY = {"frames": "--frames", "actions": "--actions", "state": "--state"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a model folder (config.json + model.safetensors), e.g. vjepa_ac")
+    parser.add_argument(
+        "model_dir", type=Path, nargs="?", metavar="MODEL_DIR",
+        help="a model folder (config.json + model.safetensors), e.g. vjepa_ac; left out with --env: only the --baseline policies run (give --size)",
+    )
     parser.add_argument("--env", dest="env_id", help="a gymnasium id with a goal task: Reacher-v5, gym_pusht/PushT-v0")
     goal = parser.add_mutually_exclusive_group()  # one of them with --env; --goal with --frame
     goal.add_argument("--goal", type=Path, metavar="IMAGE", help="one goal image (PNG) for every episode (with --frame: the goal); no true-state success")
@@ -90,7 +94,7 @@ def settings_from_args(args: argparse.Namespace):
         gif_episodes=args.gif_episodes,
         json_path=args.json,
     )
-    return GoalPlanningSettings(**{name: value for name, value in fields.items() if value is not None})
+    return GoalPlanningSettings(**{name: value for name, value in fields.items() if value is not None or name == "model_dir"})
 
 
 def offline_settings_from_args(args: argparse.Namespace):
@@ -104,6 +108,8 @@ def offline_settings_from_args(args: argparse.Namespace):
 def usage_error(args: argparse.Namespace) -> str | None:
     """What argparse cannot check: the flags one mode needs or refuses; None when they fit."""
     offline = args.frame is not None
+    if offline and args.model_dir is None:
+        return "--frame needs MODEL_DIR, the model folder to plan with"
     if offline and args.goal is None:
         return "--frame needs --goal IMAGE, the goal image"
     if not offline and args.env_id is None:

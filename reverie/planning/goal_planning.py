@@ -9,7 +9,10 @@ to the goal image, execute the first action. With a goal task's held-out goals (
 there is no true goal state, so only the model's feature distance is reported. Baselines run on
 the same goals (`BASELINES`): random actions, the zero action (the arm holds its pose: the floor),
 and the oracle, the same search through the true simulator (`reverie.planning.oracle`: the ceiling
-for this planner budget). Every policy's time per action is measured.
+for this planner budget). Every policy's time per action is measured. The baselines need no model:
+without one (`model_dir=None`, `reverie plan --env ... --baseline ...` with no MODEL_DIR) only they
+run, at the frame size given, so they can run while the model trains; their feature distances
+are then not measured (None).
 
 - `GoalPlanningSettings`: the run, as `reverie plan`'s flags set it.
 - `plan_toward_goals(settings) -> report`: run, print the summary, write the JSON and GIF asked for.
@@ -77,7 +80,7 @@ NEEDS_TRUE_GOALS = {"oracle"}  # baselines that plan toward the goal's true stat
 
 @dataclass
 class GoalPlanningSettings:
-    model_dir: Path  # a model folder (config.json + model.safetensors), e.g. vjepa_ac
+    model_dir: Path | None  # a model folder (config.json + model.safetensors), e.g. vjepa_ac; None: the baselines alone
     env_id: str  # a gymnasium id with a goal task: Reacher-v5, gym_pusht/PushT-v0
     goal_image: Path | None = None  # one goal image (PNG) for every episode; None: a held-out goal per episode from the env's goal task
     episodes: int = 10
@@ -130,9 +133,13 @@ def run_goal_planning(settings: GoalPlanningSettings) -> GoalPlanningRun:
         raise PlanningSetupError(f"--episodes must be at least 1, got {settings.episodes}")
     planner_class = PLANNERS.get(settings.planner)  # an unknown name fails here, before the model loads
     check_baselines(settings)
+    if settings.model_dir is None and not settings.baseline:
+        raise PlanningSetupError("no model folder and no --baseline: nothing to run (give MODEL_DIR, or baselines to run alone)")
+    if settings.model_dir is None and settings.goal_image is not None:
+        raise PlanningSetupError("baselines alone need --goal-from-env: with a goal image only a model's feature distance is measured")
     task = goal_task(settings)
-    raw_model = load_model_folder(settings.model_dir)
-    model = as_planning_model(raw_model, settings.device)
+    raw_model = None if settings.model_dir is None else load_model_folder(settings.model_dir)
+    model = None if raw_model is None else as_planning_model(raw_model, settings.device)
     size = model_frame_size(model, settings)
     steps = settings.steps or task.episode_steps
     env = make_env(settings.env_id, size=size, max_episode_steps=steps)
@@ -142,10 +149,10 @@ def run_goal_planning(settings: GoalPlanningSettings) -> GoalPlanningRun:
         goals = make_goals(task, env, settings, size)
         config = planner_config(settings, low, high)
         bounds = [torch.as_tensor(bound, device=settings.device) for bound in (low, high)]
-        planner = planner_class(config, *bounds)
-        policies: dict[str, GoalPolicy] = {
-            PLANNED: PlanningPolicy(model, planner, seed=settings.seed, context_frames=settings.context_frames, action_cost=settings.action_cost)
-        }
+        policies: dict[str, GoalPolicy] = {}
+        if model is not None:
+            planner = planner_class(config, *bounds)
+            policies[PLANNED] = PlanningPolicy(model, planner, seed=settings.seed, context_frames=settings.context_frames, action_cost=settings.action_cost)
         setup = BaselineSetup(env, low, high, settings.seed, lambda: planner_class(config, torch.as_tensor(low), torch.as_tensor(high)))
         policies |= {name: BASELINES[name](setup) for name in settings.baseline}
         results = {name: run_policy(name, policy, env, goals, steps) for name, policy in policies.items()}
@@ -184,9 +191,11 @@ def goal_task(settings: GoalPlanningSettings) -> GoalTask:
     return task
 
 
-def model_frame_size(model: PlanningModel, settings: GoalPlanningSettings) -> int:
+def model_frame_size(model: PlanningModel | None, settings: GoalPlanningSettings) -> int:
     size = settings.size or getattr(model, "frame_size", None)
     if not size:
+        if model is None:
+            raise PlanningSetupError("baselines alone: pass --size, the frame side in px (there is no model to read it from)")
         raise PlanningSetupError(f"{settings.model_dir}: the model's frame size is not known (square frames); pass --size")
     return int(size)
 
@@ -216,8 +225,8 @@ def run_policy(name: str, policy: GoalPolicy, env, goals: list[Goal], steps: int
     return results
 
 
-def episode_line(model: PlanningModel, goal: Goal, result: EpisodeResult) -> dict:
-    """One episode as the report lists it."""
+def episode_line(model: PlanningModel | None, goal: Goal, result: EpisodeResult) -> dict:
+    """One episode as the report lists it (no feature distance without a model)."""
     return {
         "goal_seed": goal.seed,
         "goal_state": None if goal.state is None else goal.state.tolist(),
@@ -228,7 +237,7 @@ def episode_line(model: PlanningModel, goal: Goal, result: EpisodeResult) -> dic
         "success": result.success,
         "closest_distance": result.closest_distance,
         "reached_step": result.reached_step,
-        "final_feature_distance": feature_distance(model, result.frames[-1], goal),
+        "final_feature_distance": None if model is None else feature_distance(model, result.frames[-1], goal),
         "seconds_per_action": result.policy_seconds / max(1, len(result.actions)),
     }
 
@@ -246,7 +255,7 @@ def build_report(
     from_env = settings.goal_image is None
     report = {
         "env": settings.env_id,
-        "model": str(settings.model_dir),
+        "model": None if settings.model_dir is None else str(settings.model_dir),
         "goal": "env" if from_env else str(settings.goal_image),
         "task": {"name": task.name, "success_thresholds": task.success_thresholds if from_env else None},
         "steps": steps,
@@ -256,7 +265,8 @@ def build_report(
         "policies": {},
     }
     for name, episodes in results.items():
-        features = float(np.mean([line["final_feature_distance"] for line in lines[name]]))
+        distances = [line["final_feature_distance"] for line in lines[name]]
+        features = None if None in distances else float(np.mean(distances))
         report["policies"][name] = {"summary": summarize(episodes) | {"mean_final_feature_distance": features}, "episodes": lines[name]}
     return report
 
@@ -279,16 +289,17 @@ def interval_text(interval: Sequence[float]) -> str:
 
 
 def describe(name: str, summary: dict, lines: list[dict]) -> str:
-    features, seconds = summary["mean_final_feature_distance"], summary["seconds_per_action"]
+    seconds = summary["seconds_per_action"]
+    features = "not measured (no model)" if summary["mean_final_feature_distance"] is None else f"{summary['mean_final_feature_distance']:.4f}"
     if summary["success_rate"] is None:
-        return f"{name}: success not defined for an image goal; mean final feature distance {features:.4f} (model energy); {seconds:.3f} s per action"
+        return f"{name}: success not defined for an image goal; mean final feature distance {features} (model energy); {seconds:.3f} s per action"
     at_end = sum(bool(line["success"]) for line in lines)
     reached = sum(line["reached_step"] is not None for line in lines)
     return (
         f"{name}: success at the end {at_end}/{len(lines)} ({summary['success_rate']:.0%}, {interval_text(summary['success_interval'])}), "
         f"reached at some step {reached}/{len(lines)} ({summary['reach_rate']:.0%}, {interval_text(summary['reach_interval'])}); "
         f"mean final distance {summary['mean_final_distance']:.4f}, mean closest {summary['mean_closest_distance']:.4f}, "
-        f"mean final feature distance {features:.4f}; {seconds:.3f} s per action"
+        f"mean final feature distance {features}; {seconds:.3f} s per action"
     )
 
 

@@ -13,18 +13,21 @@ off-screen renderer wants one env per process):
    export its encoder (`reverie export --no-ema`: the target encoder is V-JEPA's own average);
 4. posttrain: the action-conditioned predictor on the recorded episodes, over the frozen encoder
    (`reverie train configs/quickstart/vjepa_ac.yaml`), then export it;
-5. plan: CEM in the predictor's feature space toward held-out goal images (seeds the recordings
-   never used), and on the same goals three reference points (`reverie plan --goal-from-env
-   --baseline random zero oracle`): random actions, the zero action (the arm holds its pose: the
-   floor) and the same CEM through the true simulator (the ceiling for this budget), in two
-   processes side by side on halves of the goals, merged into `plan/plan.json`;
-6. report: `summary.json` and `report.md` with loss curves and the planning GIF. The headline is
+5. baselines, beside stages 3 and 4 (they need no model): three reference points on the held-out
+   goals (seeds the recordings never used), `reverie plan --goal-from-env --baseline random zero
+   oracle` without a model: random actions, the zero action (the arm holds its pose: the floor)
+   and the same CEM through the true simulator (the ceiling for this budget). The training stages
+   run one torch thread, so this takes the other core;
+6. plan: CEM in the predictor's feature space toward the same goals, in two processes side by side
+   on halves of the goals, merged with the baselines into `plan/plan.json`;
+7. report: `summary.json` and `report.md` with loss curves and the planning GIF. The headline is
    success at the end of the episode (the fingertip within `success_distance` of the goal's
    after the last action, as V-JEPA 2-AC scores a reach by where the arm ends), each rate with its
    95% Wilson interval.
 
 A stage whose outputs exist is skipped when the command is run again, so a stopped quickstart
-resumes. `--scale tiny` runs the whole chain in about a minute (the smoke test does); `--scale
+resumes. The chain's wall time is the sum of the stages that run in turn; the baselines' own time
+is reported beside it (the plan stage's includes any wait for them). `--scale tiny` runs the whole chain in about a minute (the smoke test does); `--scale
 check`, the full training with half the goals, is the slow test's, which asserts that planning
 beats random actions at the end.
 """
@@ -50,6 +53,8 @@ ENV_ID = "reverie/ReacherJoints-v0"
 FPS = 10  # the env's control rate: one frame per action
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "quickstart"
 BASELINES = ("random", "zero", "oracle")  # beside the planned policy, on the same goals (`reverie plan --baseline`)
+BASELINE_PART = "part-baselines.json"  # in plan/: the baselines' report, merged into plan.json
+GIF_EPISODES = 4  # goals shown in plan/planning.gif and plan/baselines.gif
 console = Console(stderr=True)
 
 
@@ -79,9 +84,9 @@ SCALES = {
         scripted_episodes=120,
         video_episodes=120,
         pretrain_steps=2000,
-        posttrain_steps=1200,
-        plan_episodes=40,
-        horizon=8,
+        posttrain_steps=3000,
+        plan_episodes=60,
+        horizon=4,
         samples=48,
         iterations=3,
     ),
@@ -112,6 +117,8 @@ class Stage:
     commands: list[list[str] | Callable[[], object]]  # command lines, or steps run in this process
     outputs: list[Path]  # all present: the stage is done (a `done` file is written when it ends)
     parallel: bool = False  # run the command lines side by side, then the in-process steps
+    beside: bool = False  # start the command lines and go on with the next stages (no in-process steps)
+    waits_for: tuple[str, ...] = ()  # `beside` stages to wait for before this one runs
 
     def done(self) -> bool:
         return all(path.exists() for path in self.outputs)
@@ -145,6 +152,12 @@ def stages(out: Path, scale: Scale) -> list[Stage]:
             [out / "video" / "done"],
         ),
         Stage(
+            "baselines",
+            [baseline_command(plan, scale)],
+            [plan / BASELINE_PART],
+            beside=True,
+        ),
+        Stage(
             "pretrain",
             [
                 reverie("train", CONFIGS / "vjepa.yaml", f"data.shards={out / 'video' / 'shards'}", f"run.dir={out / 'vjepa'}",
@@ -164,15 +177,21 @@ def stages(out: Path, scale: Scale) -> list[Stage]:
         ),
         Stage(
             "plan",
-            [*plan_commands(models / "vjepa_ac", plan, scale), lambda: merge_plan_parts(plan_parts(plan, scale), plan / "plan.json")],
+            [*plan_commands(models / "vjepa_ac", plan, scale), lambda: merge_plan_parts([*plan_parts(plan, scale), plan / BASELINE_PART], plan / "plan.json")],
             [plan / "plan.json", plan / "planning.gif"],
             parallel=True,
+            waits_for=("baselines",),
         ),
     ]
 
 
 def plan_parts(plan: Path, scale: Scale) -> list[Path]:
     return [plan / f"part-{worker}.json" for worker in range(scale.plan_workers)]
+
+
+def search_flags(scale: Scale) -> list:
+    """The planner's budget and the success threshold: the same for the planned policy and the oracle."""
+    return ["--horizon", scale.horizon, "--samples", scale.samples, "--iterations", scale.iterations, "--success-distance", scale.success_distance]
 
 
 def plan_commands(model: Path, plan: Path, scale: Scale) -> list[list[str]]:
@@ -183,45 +202,85 @@ def plan_commands(model: Path, plan: Path, scale: Scale) -> list[list[str]]:
     commands = []
     for worker, part in enumerate(plan_parts(plan, scale)):
         first, episodes = scale.goal_seed + worker * share, min(share, scale.plan_episodes - worker * share)
-        gif = ["--gif", plan / "planning.gif", "--gif-episodes", 4] if worker == 0 else []
+        gif = ["--gif", plan / "planning.gif", "--gif-episodes", GIF_EPISODES] if worker == 0 else []
         commands.append(
-            reverie("plan", model, "--env", ENV_ID, "--goal-from-env", "--episodes", episodes, "--seed", first, "--baseline", *BASELINES,
-                    "--horizon", scale.horizon, "--samples", scale.samples, "--iterations", scale.iterations, "--context-frames", scale.context_frames,
-                    "--success-distance", scale.success_distance, *gif, "--json", part)
+            reverie("plan", model, "--env", ENV_ID, "--goal-from-env", "--episodes", episodes, "--seed", first, *search_flags(scale),
+                    "--context-frames", scale.context_frames, *gif, "--json", part)
         )
     return commands
 
 
-def run_stage(stage: Stage, index: int, total: int, times: dict[str, float], log: Path) -> None:
+def baseline_command(plan: Path, scale: Scale) -> list[str]:
+    """`reverie plan` without a model: the baselines alone on all the goals, with the GIF of the first ones."""
+    return reverie("plan", "--env", ENV_ID, "--goal-from-env", "--episodes", scale.plan_episodes, "--seed", scale.goal_seed, "--baseline", *BASELINES,
+                   "--size", scale.size, *search_flags(scale), "--gif", plan / "baselines.gif", "--gif-episodes", GIF_EPISODES, "--json", plan / BASELINE_PART)
+
+
+@dataclass
+class Running:
+    """A `beside` stage's processes, started at `started` (perf_counter s)."""
+
+    stage: Stage
+    commands: list[list[str]]
+    processes: list[subprocess.Popen]
+    started: float
+
+
+def run_stage(stage: Stage, index: int, total: int, times: dict[str, float], log: Path, running: dict[str, Running]) -> None:
     """Run the stage's commands in order, each command line in its own process (a parallel stage
-    starts all its command lines together, then runs its in-process steps), or skip it when it is done."""
+    starts all its command lines together, then runs its in-process steps), or skip it when it is
+    done. A `beside` stage's processes are started and left running in `running`; a stage that
+    waits for one first joins it."""
     if stage.done():
         console.rule(f"[{index}/{total}] {stage.name}: done before, skipped")
         return
-    console.rule(f"[{index}/{total}] {stage.name}")
+    console.rule(f"[{index}/{total}] {stage.name}" + (" (beside the next stages)" if stage.beside else ""))
     started = time.perf_counter()
-    environment = os.environ | {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if stage.beside:
+        running[stage.name] = Running(stage, stage.commands, start_commands(stage.commands, log), started)
+        return
+    for name in stage.waits_for:
+        if name in running:
+            finish(running.pop(name), times)
     if stage.parallel:
-        run_commands(stage.name, [command for command in stage.commands if not callable(command)], environment, log)
+        wait_for(stage.name, [command for command in stage.commands if not callable(command)], start_commands([c for c in stage.commands if not callable(c)], log))
     for command in stage.commands:
         if callable(command):
             console.print(f"{command()}", style="bold cyan")
         elif not stage.parallel:
-            run_commands(stage.name, [command], environment, log)
-    for marker in stage.outputs:
-        if marker.name == "done":
-            marker.write_text("")
+            wait_for(stage.name, [command], start_commands([command], log))
+    mark_done(stage)
     times[stage.name] = time.perf_counter() - started
     console.print(f"{stage.name}: {times[stage.name]:.1f} s", style="green")
 
 
-def run_commands(stage: str, commands: list[list[str]], environment: dict, log: Path) -> None:
-    """Start the command lines together (each printed and logged), wait for all; stop on a failure."""
+def mark_done(stage: Stage) -> None:
+    for marker in stage.outputs:
+        if marker.name == "done":
+            marker.write_text("")
+
+
+def finish(job: Running, times: dict[str, float]) -> None:
+    """Wait for a `beside` stage; its time is from its start to its end."""
+    console.print(f"waiting for {job.stage.name}", style="cyan")
+    wait_for(job.stage.name, job.commands, job.processes)
+    mark_done(job.stage)
+    times[job.stage.name] = time.perf_counter() - job.started
+    console.print(f"{job.stage.name}: {times[job.stage.name]:.1f} s (beside the other stages)", style="green")
+
+
+def start_commands(commands: list[list[str]], log: Path) -> list[subprocess.Popen]:
+    """Start the command lines together, each printed and logged, one torch thread each."""
+    environment = os.environ | {"MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     for command in commands:
         console.print(f"$ {shlex.join(['reverie', *command[3:]])}", style="bold cyan")
         with log.open("a") as handle:
             handle.write(shlex.join(command) + "\n")
-    processes = [subprocess.Popen(command, env=environment) for command in commands]
+    return [subprocess.Popen(command, env=environment) for command in commands]
+
+
+def wait_for(stage: str, commands: list[list[str]], processes: list[subprocess.Popen]) -> None:
+    """Wait for all the processes; stop on a failure."""
     for command, process in zip(commands, processes):
         if process.wait():
             raise SystemExit(f"quickstart: stage {stage} failed (exit {process.returncode}): {shlex.join(command)}")
@@ -234,9 +293,15 @@ def run(out: Path, scale_name: str = "full") -> dict:
     times_file = out / "stage_times.json"
     times: dict[str, float] = json.loads(times_file.read_text()) if times_file.exists() else {}
     chain = stages(out, scale)
-    for index, stage in enumerate(chain, start=1):
-        run_stage(stage, index, len(chain) + 1, times, out / "commands.log")
-        times_file.write_text(json.dumps(times, indent=2))
+    running: dict[str, Running] = {}
+    try:
+        for index, stage in enumerate(chain, start=1):
+            run_stage(stage, index, len(chain) + 1, times, out / "commands.log", running)
+            times_file.write_text(json.dumps(times, indent=2))
+    finally:
+        for job in running.values():  # a stage failed before the one that waits for these
+            for process in job.processes:
+                process.kill()
     console.rule(f"[{len(chain) + 1}/{len(chain) + 1}] report")
     started = time.perf_counter()
     summary = write_report(out, scale_name, asdict(scale), times)

@@ -16,7 +16,9 @@ import webdataset as wds
 from reverie.planning.control import rate_and_interval
 from reverie.planning.goals import REACHER_SUCCESS_DISTANCE
 from reverie.shards.payloads import encode_mp4
+from reverie.shards.writer import write_text_atomically
 
+NOT_IN_TOTAL = ("baselines", "report")  # the baselines run beside the training stages; the report is written after
 LOSS_CURVES = {"vjepa": "V-JEPA pretraining (unlabeled video)", "vjepa_ac": "V-JEPA 2-AC post-training (episodes with actions)"}
 
 
@@ -87,17 +89,38 @@ def count_lines(path: Path, status: str = "ok") -> int:
     return sum(json.loads(line).get("status") == status for line in path.read_text().splitlines() if line.strip())
 
 
+class PlanMergeError(ValueError):
+    """Plan reports that do not describe the same goals or the same search; names the parts."""
+
+
+def search_settings(report: dict) -> dict:
+    """A plan report's search budget, which the oracle and the planned policy share (each part has
+    its own seed; the context and action cost are the planned policy's alone)."""
+    return {key: value for key, value in report["planner"].items() if key not in ("seed", "context_frames", "action_cost")}
+
+
 def merge_plan_parts(parts: list[Path], path: Path) -> Path:
-    """One `reverie plan --json` report from several run on consecutive blocks of goals: the first
-    part's setup, each policy's episodes in goal order (per-part summaries are dropped; the
-    quickstart's summary is computed from the episodes). Written atomically."""
+    """One `reverie plan --json` report from several: the planned policy's, run on consecutive
+    blocks of goals, and the baselines', run on all of them without a model. The first part's
+    setup; each policy's episodes from every part that ran it, in goal order (per-part summaries
+    are dropped; the quickstart's summary is computed from the episodes). Every policy must cover
+    the same goals, and the search settings (the oracle's and the planned policy's budget) must
+    agree. Written atomically."""
     reports = [json.loads(part.read_text()) for part in parts]
     merged = {key: value for key, value in reports[0].items() if key != "policies"}
     merged["seed"] = [report["seed"] for report in reports]
-    merged["policies"] = {name: {"episodes": [line for report in reports for line in report["policies"][name]["episodes"]]} for name in reports[0]["policies"]}
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(json.dumps(merged, indent=2))
-    os.replace(partial, path)
+    episodes: dict[str, list[dict]] = defaultdict(list)
+    for part, report in zip(parts, reports):
+        if search_settings(report) != search_settings(reports[0]):
+            raise PlanMergeError(f"{part}: its search settings differ from {parts[0]}'s: {search_settings(report)} against {search_settings(reports[0])}")
+        for name, policy in report["policies"].items():
+            episodes[name] += policy["episodes"]
+    goals = {name: [line["goal_seed"] for line in lines] for name, lines in episodes.items()}
+    for name, seeds in goals.items():
+        if sorted(seeds) != sorted(next(iter(goals.values()))) or len(set(seeds)) < len(seeds):
+            raise PlanMergeError(f"{', '.join(map(str, parts))}: policy {name} has goals {sorted(seeds)}, not those of the others")
+    merged["policies"] = {name: {"episodes": sorted(lines, key=lambda line: line["goal_seed"])} for name, lines in episodes.items()}
+    write_text_atomically(path, json.dumps(merged, indent=2))
     return path
 
 
@@ -182,12 +205,13 @@ def write_report(out: Path, scale_name: str, scale: dict, times: dict[str, float
             "planning_goals": len(plan["policies"]["planned"]["episodes"]),
         },
         "training_steps": {"pretrain": scale["pretrain_steps"], "posttrain": scale["posttrain_steps"]},
-        "wall_s": {**times, "total": float(sum(seconds for name, seconds in times.items() if name != "report"))},
+        "wall_s": {**times, "total": float(sum(seconds for name, seconds in times.items() if name not in NOT_IN_TOTAL))},
         "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "1")),
         "scale_settings": scale,
         "files": {
             "plan": "plan/plan.json",
             "gif": "plan/planning.gif",
+            "baselines_gif": "plan/baselines.gif",
             "loss_curves": {name: path.name for name, path in curves.items() if path},
         },
     }
@@ -235,7 +259,7 @@ def report_markdown(summary: dict) -> str:
     stage_rows = "\n".join(f"| {name} | {seconds:.1f} |" for name, seconds in walls.items())
     curves = "\n\n".join(f"![{name} loss]({file})" for name, file in summary["files"]["loss_curves"].items())
     episodes, distance = summary["episodes"], summary["success_distance"]
-    panels = " | ".join(["goal", *policies])  # the GIF's panels: the order of plan.json
+    baselines = " | ".join(["goal", *(name for name in in_report_order(policies) if name != "planned")])
     seconds = ", ".join(f"{name} {policies[name]['policy_seconds']:.0f} s" for name in in_report_order(policies))
     return f"""# reverie quickstart: V-JEPA 2-AC planning on {summary['env']}
 
@@ -260,12 +284,14 @@ after the last action: the ceiling for this planner budget, so the gap from plan
 Mean distance at the start: {summary['mean_initial_distance']:.3f} m. Planner: {planner['name']} with horizon
 {planner['horizon']}, {planner['samples']} samples, {planner['iterations']} iterations, {planner.get('elites', '-')} elites,
 initial std {planner.get('init_std', planner.get('noise_std'))}, replanning every step from {context_text(planner.get('context_frames', 1), summary['frame_size'])}.
-Time per action is the policy's own calls, measured while the plan processes ran side by side; summed over
-them: {seconds} (plan stage {walls.get('plan', float('nan')):.0f} s of wall time).
+Time per action is the policy's own calls, measured while two processes ran side by side (the planned
+policy's two, or the baselines' one beside training); summed over them: {seconds} (plan stage
+{walls.get('plan', float('nan')):.0f} s of wall time; the baselines {walls.get('baselines', float('nan')):.0f} s, beside pretraining
+and post-training, not in the total).
 
-![planning: {panels}](plan/planning.gif)
+![planning: goal | planned](plan/planning.gif) ![baselines: {baselines}](plan/baselines.gif)
 
-Each row: the goal image, then each policy's episode on the same goal ({panels}).
+Each row: the goal image, then the planned episode toward it; beside it, the same goals under each baseline ({baselines}).
 
 ## Loss curves
 

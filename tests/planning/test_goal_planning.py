@@ -93,6 +93,23 @@ def test_planning_toward_env_goals_prints_the_summary_and_writes_the_json_and_gi
     assert sorted(os.listdir(gif.parent)) == ["plan.gif", "plan.json"]
 
 
+def test_the_baselines_run_alone_without_a_model_on_the_same_goals(model_dir, tmp_path, capsys):
+    with_model = plan_toward_goals(GoalPlanningSettings(model_dir, "Reacher-v5", **SMALL, baseline=["zero", "oracle"]))
+    alone = plan_toward_goals(GoalPlanningSettings(None, "Reacher-v5", **SMALL, baseline=["zero", "oracle"], size=MODEL_SIZE))
+    assert list(alone["policies"]) == ["zero", "oracle"] and alone["model"] is None
+    for name in ("zero", "oracle"):  # the same goals and the same episodes as beside the model; no model, no feature distance
+        episodes = alone["policies"][name]["episodes"]
+        assert [episode["goal_seed"] for episode in episodes] == [0, 1]
+        assert [episode["final_distance"] for episode in episodes] == [episode["final_distance"] for episode in with_model["policies"][name]["episodes"]]
+        assert all(episode["final_feature_distance"] is None for episode in episodes)
+        assert alone["policies"][name]["summary"]["mean_final_feature_distance"] is None
+    assert "mean final feature distance not measured (no model)" in capsys.readouterr().out
+    with pytest.raises(PlanningSetupError, match="baselines alone: pass --size"):
+        plan_toward_goals(GoalPlanningSettings(None, "Reacher-v5", **SMALL, baseline=["zero"]))
+    with pytest.raises(PlanningSetupError, match="no model folder and no --baseline: nothing to run"):
+        plan_toward_goals(GoalPlanningSettings(None, "Reacher-v5", **SMALL, size=MODEL_SIZE))
+
+
 def test_planning_toward_one_goal_image_reports_the_feature_distance_only(model_dir, tmp_path, capsys):
     goal_image = tmp_path / "goal.png"
     env = make_env("Reacher-v5", size=MODEL_SIZE)

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from reverie.planning.control import wilson_interval
-from reverie.recipes.quickstart import SCALES, plan_commands, run, stages, summary_line
-from reverie.recipes.quickstart_report import rate_cell
+from reverie.recipes.quickstart import SCALES, baseline_command, plan_commands, run, stages, summary_line
+from reverie.recipes.quickstart_report import PlanMergeError, merge_plan_parts, rate_cell
 
 
 def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
@@ -39,12 +39,17 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
         "unlabeled_videos": 3,
         "planning_goals": 2,
     }
-    assert set(saved["wall_s"]) >= {"record", "video", "pretrain", "posttrain", "plan", "total"}
+    assert set(saved["wall_s"]) >= {"record", "video", "baselines", "pretrain", "posttrain", "plan", "total"}
+    in_turn = ("record", "video", "pretrain", "posttrain", "plan")  # the baselines ran beside pretraining and post-training
+    assert saved["wall_s"]["total"] == pytest.approx(sum(saved["wall_s"][name] for name in in_turn))
     for policy in saved["policies"].values():
         assert len(policy["final_distances"]) == 2 and all(closest <= final for closest, final in zip(policy["closest_distances"], policy["final_distances"]))
     assert saved["planner"]["horizon"] == SCALES["tiny"].horizon
-    first = SCALES["tiny"].goal_seed  # two plan processes, one goal each, merged in goal order
-    assert saved["goal_seeds"] == [first, first + 1] and sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["part-0.json", "part-1.json", "plan.json", "planning.gif"]
+    first = SCALES["tiny"].goal_seed  # two plan processes, one goal each, and the baselines' on both, merged in goal order
+    assert saved["goal_seeds"] == [first, first + 1]
+    assert sorted(p.name for p in (tmp_path / "plan").iterdir()) == ["baselines.gif", "part-0.json", "part-1.json", "part-baselines.json", "plan.json", "planning.gif"]
+    merged = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    assert all([line["goal_seed"] for line in policy["episodes"]] == [first, first + 1] for policy in merged["policies"].values())
     assert "true simulator state" in saved["success_criterion"] and "after the last action" in saved["success_criterion"]
     assert summary_line(saved).startswith("success at the end") and "oracle" in summary_line(saved)
 
@@ -55,7 +60,8 @@ def test_tiny_quickstart_runs_end_to_end_and_resumes(tmp_path):
     for picture in ("vjepa_loss.png", "vjepa_ac_loss.png"):
         assert (tmp_path / picture).read_bytes().startswith(b"\x89PNG")
         assert picture in report
-    assert (tmp_path / "plan" / "planning.gif").read_bytes().startswith(b"GIF8")
+    for gif in ("planning.gif", "baselines.gif"):
+        assert (tmp_path / "plan" / gif).read_bytes().startswith(b"GIF8") and f"plan/{gif}" in report
 
     video_manifest = [json.loads(line) for line in (tmp_path / "video" / "manifest.jsonl").read_text().splitlines()]
     assert all(line["status"] == "ok" for line in video_manifest)
@@ -72,10 +78,37 @@ def test_plan_goals_are_split_into_consecutive_blocks_one_per_worker(tmp_path):
     commands = plan_commands(tmp_path / "model", tmp_path / "plan", scale)
     blocks = [(int(command[command.index("--seed") + 1]), int(command[command.index("--episodes") + 1])) for command in commands]
     assert blocks == [(scale.goal_seed, 3), (scale.goal_seed + 3, 2)]
-    assert ["--gif" in command for command in commands] == [True, False]
-    assert all(command[command.index("--baseline") + 1 :][:4] == ["random", "zero", "oracle", "--horizon"] for command in commands)
+    assert ["--gif" in command for command in commands] == [True, False] and not any("--baseline" in command for command in commands)
+    baselines = baseline_command(tmp_path / "plan", scale)  # without a model, on all the goals, with the oracle on the same budget
+    assert "--env" in baselines and str(tmp_path / "model") not in baselines
+    assert baselines[baselines.index("--baseline") + 1 :][:4] == ["random", "zero", "oracle", "--size"]
+    assert (int(baselines[baselines.index("--seed") + 1]), int(baselines[baselines.index("--episodes") + 1])) == (scale.goal_seed, 5)
+    for flag in ("--horizon", "--samples", "--iterations", "--success-distance"):
+        assert all(command[command.index(flag) + 1] == baselines[baselines.index(flag) + 1] for command in commands)
     with pytest.raises(ValueError, match="plan_workers=6"):
         plan_commands(tmp_path / "model", tmp_path / "plan", dataclasses.replace(scale, plan_workers=6))
+
+
+def plan_part(path, seed, policies, horizon=4):
+    """A `reverie plan --json` report with one episode per goal seed for each policy."""
+    lines = {name: [{"goal_seed": goal, "final_distance": 0.1} for goal in goals] for name, goals in policies.items()}
+    path.write_text(json.dumps({"env": "e", "seed": seed, "steps": 5, "planner": {"name": "cem", "horizon": horizon, "seed": seed},
+                                "policies": {name: {"summary": {}, "episodes": episodes} for name, episodes in lines.items()}}))
+    return path
+
+
+def test_the_planned_parts_and_the_baselines_merge_in_goal_order_and_must_agree(tmp_path):
+    parts = [plan_part(tmp_path / "0.json", 10, {"planned": [10, 11]}), plan_part(tmp_path / "1.json", 12, {"planned": [12]}),
+             plan_part(tmp_path / "b.json", 10, {"random": [10, 11, 12], "oracle": [10, 11, 12]})]
+    merged = json.loads(merge_plan_parts(parts, tmp_path / "plan.json").read_text())
+    assert {name: [line["goal_seed"] for line in policy["episodes"]] for name, policy in merged["policies"].items()} == {
+        "planned": [10, 11, 12], "random": [10, 11, 12], "oracle": [10, 11, 12]}
+    assert merged["seed"] == [10, 12, 10]
+    with pytest.raises(PlanMergeError, match="policy random has goals"):
+        merge_plan_parts(parts[:1] + parts[2:], tmp_path / "plan.json")
+    other_budget = plan_part(tmp_path / "c.json", 10, {"random": [10, 11, 12]}, horizon=8)
+    with pytest.raises(PlanMergeError, match="c.json: its search settings differ"):
+        merge_plan_parts(parts[:2] + [other_budget], tmp_path / "plan.json")
 
 
 def test_a_rate_is_shown_with_its_count_and_wilson_interval():
