@@ -49,7 +49,6 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -57,6 +56,7 @@ from reverie.nn.causal_conv3d import factorized_causal_conv3d
 from reverie.nn.model_folder import MODELS
 from reverie.tokenizers import haar
 from reverie.tokenizers.causal_video_blocks import CausalDownsample, CausalResBlock, CausalUpsample, FrameNorm, SpaceTimeAttention
+from reverie.tokenizers.objective import TokenizerObjective
 
 PATCHERS = ("none", "haar")
 CONTINUOUS = ("ae", "vae")
@@ -80,6 +80,8 @@ class CausalVideoAutoencoderConfig:
     quantizer: dict = field(default_factory=dict)  # fsq | vq | lfq: options for build_quantizer
     l1_weight: float = 1.0
     mse_weight: float = 0.0
+    adversarial: dict = field(default_factory=dict)  # AdversarialConfig: a patch-GAN term with weight > 0 (off by default)
+    perceptual: dict = field(default_factory=dict)  # PerceptualConfig: LPIPS from a local lpips_weights file (off by default)
 
 
 class TokenizerConfigError(ValueError):
@@ -167,6 +169,7 @@ class CausalVideoAutoencoder(nn.Module):
         self.encoder = build_encoder(config, temporal, spatial, patched, encoded)
         self.decoder = build_decoder(config, temporal, spatial, config.latent_channels, patched)
         self.quantizer = self.build_quantizer() if config.bottleneck in DISCRETE else None
+        self.objective = TokenizerObjective(config.l1_weight, config.mse_weight, config.adversarial, config.perceptual, config.image_channels)
 
     def build_quantizer(self) -> nn.Module:
         from reverie.nn.quantizers import build_quantizer  # written beside this model; only discrete bottlenecks need it
@@ -267,6 +270,8 @@ class CausalVideoAutoencoder(nn.Module):
         frames = batch["frames"]
         encoded = self.encode_all(frames)
         reconstruction = self.pixels(encoded.latents)[:, : frames.shape[1]]
-        l1, mse = F.l1_loss(reconstruction, frames), F.mse_loss(reconstruction, frames)
-        loss = self.config.l1_weight * l1 + self.config.mse_weight * mse + encoded.penalty
-        return {"loss": loss, "l1": l1, "mse": mse, **encoded.terms}
+        terms = self.objective(frames, reconstruction, self.decoder[-1][-1].conv.weight)  # the last factorized conv's time conv
+        return terms | {"loss": terms["loss"] + encoded.penalty} | encoded.terms
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        self.objective.set_step(step)

@@ -34,13 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from reverie.nn.model_folder import MODELS
 from reverie.nn.quantizers import Quantized, build_quantizer
 from reverie.tokenizers.causal_video_autoencoder import FrameShapeError, TokenizerConfigError
+from reverie.tokenizers.objective import TokenizerObjective
 from reverie.tokenizers.st_transformer import STBlock, STTransformer
 
 
@@ -61,6 +61,8 @@ class STViViTConfig:
     quantizer: dict = field(default_factory=dict)  # further options of the "vq" quantizer (VQConfig), e.g. dead_code_threshold
     mse_weight: float = 1.0
     l1_weight: float = 0.0
+    adversarial: dict = field(default_factory=dict)  # AdversarialConfig: a patch-GAN term with weight > 0 (off by default)
+    perceptual: dict = field(default_factory=dict)  # PerceptualConfig: LPIPS from a local lpips_weights file (off by default)
 
     def __post_init__(self):
         if self.patch_size < 1:
@@ -86,6 +88,7 @@ class STViViTTokenizer(nn.Module):
         self.from_latent = nn.Linear(config.latent_dim, config.decoder_width)
         self.decoder = STTransformer(config.decoder_width, config.decoder_depth, config.decoder_heads, config.mlp_ratio, config.norm_eps)
         self.to_patch = nn.Linear(config.decoder_width, patch_values)
+        self.objective = TokenizerObjective(config.l1_weight, config.mse_weight, config.adversarial, config.perceptual, config.image_channels)
 
     @property
     def compression(self) -> tuple[int, int, int]:
@@ -159,6 +162,8 @@ class STViViTTokenizer(nn.Module):
         frames = batch["frames"]
         quantized = self.quantize(frames)
         reconstruction = self.decode(quantized.latents)
-        mse, l1 = F.mse_loss(reconstruction, frames), F.l1_loss(reconstruction, frames)
-        loss = self.config.mse_weight * mse + self.config.l1_weight * l1 + sum(quantized.losses.values(), 0.0)
-        return {"loss": loss, "mse": mse, "l1": l1, **quantized.losses}
+        terms = self.objective(frames, reconstruction, self.to_patch.weight)
+        return terms | {"loss": terms["loss"] + sum(quantized.losses.values(), 0.0)} | quantized.losses
+
+    def after_optimizer_step(self, step: int, total_steps: int) -> None:
+        self.objective.set_step(step)

@@ -17,6 +17,7 @@ from reverie.tokenizers.causal_video_autoencoder import (
     TokenizerConfigError,
 )
 from reverie.training.config import load_config
+from synthetic_videos import moving_squares
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tokenizers"
 COMPRESSIONS = [(4, 8), (8, 8), (8, 16)]  # (s_T, s_HW)
@@ -47,21 +48,6 @@ def from_yaml(name: str) -> CausalVideoAutoencoder:
 
 def clip(frames: int, size: int, batch: int = 2, dtype=torch.float32) -> torch.Tensor:
     return torch.rand(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(frames * size), dtype=dtype)
-
-
-def moving_squares(batch: int, frames: int, size: int) -> torch.Tensor:
-    """(B, T, 3, H, W) in [0, 1]: a coloured square per clip sliding over a grey background."""
-    generator = torch.Generator().manual_seed(0)
-    video = torch.full((batch, frames, 3, size, size), 0.2)
-    side = size // 4
-    for b in range(batch):
-        x, y = torch.randint(0, size - side, (2,), generator=generator).tolist()
-        dx, dy = torch.randint(-2, 3, (2,), generator=generator).tolist()
-        colour = torch.rand(3, 1, 1, generator=generator)
-        for t in range(frames):
-            left, top = (x + dx * t) % (size - side), (y + dy * t) % (size - side)
-            video[b, t, :, top : top + side, left : left + side] = colour
-    return video
 
 
 @pytest.mark.parametrize("patcher", ["haar", "none"])
