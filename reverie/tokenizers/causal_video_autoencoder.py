@@ -31,9 +31,10 @@ Bottlenecks (`bottleneck`):
   **quantizer)` quantizes the latents (straight-through); its loss terms come weighted already.
   Cosmos's DV tokenizers use FSQ.
 
-Loss: l1_weight |x^ - x|_1 + mse_weight |x^ - x|^2 (means over pixels) plus the bottleneck's terms.
-Cosmos also trains with perceptual, optical-flow and Gram-matrix losses and fine-tunes with an
-adversarial one; none of those is here.
+Loss (`reverie.tokenizers.objective`): l1_weight |x^ - x|_1 + mse_weight |x^ - x|^2 (means over
+pixels) plus the bottleneck's terms, and, when switched on, the LPIPS term (`perceptual`, from a
+local weights file) and the patch-GAN term with VQGAN's adaptive weight (`adversarial`), as Cosmos
+fine-tunes with. Cosmos's optical-flow and Gram-matrix losses are not here.
 
 Frames come in as (B, N, 3, H, W) floats in [0, 1]; H and W must divide by s_HW (`FrameShapeError`
 naming the sizes otherwise). A count N that is not 1 + k s_T is padded by repeating the last frame

@@ -20,6 +20,9 @@ replaced by the quantizer's moving averages):
 
     L = mse_weight |x^ - x|^2 + l1_weight |x^ - x|_1 + beta |E(x) - sg[z]|^2    (means over values)
 
+through `reverie.tokenizers.objective`, which also adds an LPIPS term (`perceptual`) and a patch-GAN
+term (`adversarial`) when they are switched on; Genie's tokenizer trains without them.
+
 Sizes. From the paper (Appendix, video tokenizer hyperparameters): encoder 12 layers of width 512
 with 8 heads, decoder 20 layers of width 1024 with 16 heads (key/query size 64 both), 1024 codes
 of dimension 32, patch size 4; `configs/tokenizers/genie_st_vivit.yaml`. Not from the paper: the
