@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reverie.cli import agent, export, export_lerobot, ingest, inspect, listing, plan, record, submit, train
+from reverie.cli import agent, evaluate, export, export_lerobot, ingest, inspect, listing, plan, record, submit, train
+from reverie.cli import tokenize
 
 COMMANDS = {
     "ingest": ingest,
     "record": record,
     "export-lerobot": export_lerobot,
+    "tokenize": tokenize,
     "train": train,
     "submit": submit,
     "export": export,
     "inspect": inspect,
+    "evaluate": evaluate,
     "plan": plan,
     "agent": agent,
     "list": listing,

@@ -1,10 +1,20 @@
 """A raw shard sample -> training tensors: decode the payload, cut a time window, collate a batch.
 
-The payload is what the model reads along time: `KEY.latents.npy` and/or `KEY.tokens.npy` in a
-latent shard (written by a tokenizer stage), else the frames, `KEY.mp4` (as `payloads.encode_mp4`
-writes it) or `KEY.npy`, uint8 (T, H, W, 3). The episode arrays beside it
-(`episodes.ARRAY_MEMBERS`: actions, rewards, terminated, truncated, states) are aligned with the
-payload on the first axis; a window of `window` steps with a random start slices all of them alike.
+The payload is what the model reads along time: `KEY.latents.npy` (T', C, h, w) and/or
+`KEY.tokens.npy` (T', h, w) in a latent shard (written by `reverie tokenize`; the format is in
+`reverie.tokenizers.latents`), else the frames, `KEY.mp4` (as `payloads.encode_mp4` writes it) or
+`KEY.npy`, uint8 (T, H, W, 3). The episode arrays beside it (`episodes.ARRAY_MEMBERS`: actions,
+rewards, terminated, truncated, states) have one entry per frame. For frames, and for latents of a
+tokenizer without temporal compression, they line up with the payload one to one, and a window of
+`window` steps with a random start slices all of them alike. A latent shard's JSON names its
+tokenizer's temporal compression s_T (`tokenizer.compression`); with s_T > 1 the clip's T frames
+have T' = 1 + ceil((T - 1) / s_T) latent frames, latent frame j stands for frame j s_T, and a window
+of `window` latent frames from j comes with the per-frame entries j s_T .. (j + window - 1) s_T
+(1 + (window - 1) s_T of them; windows that would reach past the clip's last frame are not drawn).
+
+A reader may say what it expects (`expect_payload`): frames, latents or tokens, and the tokenizer
+(its `model_id`) the latents must come from. A sample that holds something else is a
+`PayloadMismatchError` naming its shard: a dataset set up wrong, which stops the run.
 
 A sample is checked before it is decoded, so a corrupt or hostile one costs its own bytes, not the
 worker. An `.npy` header must declare exactly the bytes the member holds, and no Python objects.
@@ -32,6 +42,8 @@ from reverie.shards.episodes import ARRAY_MEMBERS
 
 LATENT_MEMBERS = ("latents", "tokens")
 FRAME_MEMBERS = ("mp4", "npy")
+PAYLOADS = ("frames", *LATENT_MEMBERS)  # what a sample's model reads along time
+CAST = {"latents": np.float32, "tokens": np.int64}  # the dtype the loader hands a latent payload out in
 CLIP_SIZE = ("frames", "height", "width")  # what a clip's JSON states about its frames
 PER_STEP = ("rewards", "terminated", "truncated")  # one value per step: (T,)
 NPY_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
@@ -48,6 +60,11 @@ class BadSampleError(Exception):
 
 class SampleFormatError(ValueError):
     """A member that breaks the shard format; the message is the whole reason."""
+
+
+class PayloadMismatchError(ValueError):
+    """A sample that holds another payload (frames, latents, tokens), or another tokenizer's latents,
+    than its reader expects; the message names its shard. Never skipped: the dataset is wrong."""
 
 
 def npy_header(payload: bytes, member: str) -> tuple[tuple[int, ...], np.dtype]:
@@ -136,8 +153,26 @@ def frames_of(raw: dict, meta: dict) -> np.ndarray:
     return load_npy(raw["npy"])
 
 
+def held_payload(raw: dict) -> str:
+    """What the sample's model reads: "latents", "tokens" (the first a latent shard holds) or "frames"."""
+    return next((name for name in LATENT_MEMBERS if f"{name}.npy" in raw), "frames")
+
+
+def temporal_stride(meta: dict) -> int:
+    """s_T of the tokenizer that made a latent sample (its JSON's `tokenizer.compression`); 1 without one."""
+    tokenizer = meta.get("tokenizer")
+    if tokenizer is None:
+        return 1
+    compression = tokenizer.get("compression") if isinstance(tokenizer, dict) else None
+    stride = compression[0] if isinstance(compression, list) and compression else None
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise SampleFormatError(f"json tokenizer.compression is {compression!r}, not [s_T, s_H, s_W] of positive integers")
+    return stride
+
+
 def timed_arrays(raw: dict, meta: dict) -> dict[str, np.ndarray]:
-    """The payload (latents/tokens, else frames) and the aligned arrays, all with the same length."""
+    """The payload (latents/tokens, else frames) and the per-frame arrays, checked to line up:
+    T' = 1 + ceil((T - 1) / s_T) payload steps for T frames (T' = T for frames and s_T = 1)."""
     arrays = {name: load_npy(raw[f"{name}.npy"], f"{name}.npy") for name in LATENT_MEMBERS if f"{name}.npy" in raw}
     if not arrays:
         arrays["frames"] = frames_of(raw, meta)
@@ -147,21 +182,53 @@ def timed_arrays(raw: dict, meta: dict) -> dict[str, np.ndarray]:
             raise SampleFormatError(f"{name}.npy holds {array.dtype}, not numbers or booleans")
         if name in PER_STEP and array.ndim != 1:
             raise SampleFormatError(f"{name}.npy is {array.shape}, not (T,)")
+    stride, stated = temporal_stride(meta), (meta.get("tokenizer") or {}).get("frames")
     lengths = {name: len(array) for name, array in arrays.items()}
-    if len(set(lengths.values())) != 1:
-        raise SampleFormatError(f"arrays are not aligned in time: {lengths}")
+    steps = {length for name, length in lengths.items() if name in PAYLOADS}
+    frames = {length for name, length in lengths.items() if name not in PAYLOADS} | ({stated} if isinstance(stated, int) else set())
+    if len(steps) != 1 or any(steps != {1 + -(-(count - 1) // stride)} for count in frames) or len(frames) > 1:
+        at = "" if stride == 1 else f" at s_T {stride}, T' = 1 + ceil((T - 1) / s_T)"
+        said = f" (its json: {stated} frames)" if isinstance(stated, int) else ""
+        raise SampleFormatError(f"arrays are not aligned in time{at}: {lengths}{said}")
     return arrays
 
 
-def cut_window(arrays: dict[str, np.ndarray], window: int | None, rng: np.random.Generator) -> tuple[int, dict[str, np.ndarray]]:
-    """(start, arrays[start : start + window]) with a uniform random start; the whole clip for None."""
-    length = len(next(iter(arrays.values())))
+def cut_window(
+    arrays: dict[str, np.ndarray], window: int | None, rng: np.random.Generator, stride: int = 1
+) -> tuple[int, dict[str, np.ndarray]]:
+    """(start, the window) with a uniform random start; the whole clip for None. The payload is cut
+    to steps [start, start + window), the per-frame arrays to frames start * stride ..
+    (start + window - 1) * stride (see the module docstring; the same steps for stride 1)."""
     if window is None:
         return 0, arrays
-    if length < window:
-        raise SampleFormatError(f"clip has {length} steps, fewer than the window of {window}")
-    start = int(rng.integers(length - window + 1))
-    return start, {name: array[start : start + window] for name, array in arrays.items()}
+    steps = next(len(array) for name, array in arrays.items() if name in PAYLOADS)
+    frames = next((len(array) for name, array in arrays.items() if name not in PAYLOADS), 1 + (steps - 1) * stride)
+    starts = min(steps - window, (frames - 1) // stride - window + 1) + 1
+    if starts < 1:
+        within = "" if stride == 1 else f" (of {frames} frames at s_T {stride}: a window needs 1 + (window - 1) s_T)"
+        raise SampleFormatError(f"clip has {steps} steps{within}, fewer than the window of {window}")
+    start = int(rng.integers(starts))
+    first, span = start * stride, 1 + (window - 1) * stride
+    return start, {
+        name: array[start : start + window] if name in PAYLOADS else array[first : first + span] for name, array in arrays.items()
+    }
+
+
+def expect_payload(raw: dict, meta: dict, payload: str | None = None, tokenizer: str | None = None) -> None:
+    """`PayloadMismatchError` naming the shard unless the sample holds `payload` ("frames",
+    "latents" or "tokens"; None: any) made by the tokenizer whose `model_id` is `tokenizer` (None: any)."""
+    held, where = held_payload(raw), f"{raw.get('__url__', '?')}: sample {raw['__key__']}"
+    if payload is not None and payload != held and not (payload in LATENT_MEMBERS and f"{payload}.npy" in raw):
+        hint = "; encode it with `reverie tokenize` first" if held == "frames" else "; read frames from the shards it was tokenized from"
+        raise PayloadMismatchError(f"{where}: holds {held}, but this reader expects {payload}{hint}")
+    if tokenizer is None:
+        return
+    if held == "frames":
+        raise PayloadMismatchError(f"{where}: holds frames, but this reader expects latents of tokenizer {tokenizer}; encode it with `reverie tokenize` first")
+    made_by = meta.get("tokenizer") if isinstance(meta.get("tokenizer"), dict) else {}
+    if made_by.get("model_id") != tokenizer:
+        named = f"tokenizer {made_by.get('name')!r} {made_by.get('model_id')} ({made_by.get('model_folder')})" if made_by else "an unnamed tokenizer"
+        raise PayloadMismatchError(f"{where}: holds {held} of {named}, but this reader expects those of {tokenizer}")
 
 
 def frames_tensor(clip_frames: np.ndarray) -> torch.Tensor:
@@ -172,11 +239,11 @@ def frames_tensor(clip_frames: np.ndarray) -> torch.Tensor:
 
 
 def as_tensor(name: str, array: np.ndarray) -> torch.Tensor:
-    """Frames -> float32 (T, C, H, W) in [0, 1]; tokens -> int64; the rest as stored."""
+    """Frames -> float32 (T, C, H, W) in [0, 1]; latents (stored as float16) -> float32; tokens
+    (stored in the smallest integer dtype that holds them) -> int64; the rest as stored."""
     if name == "frames":
         return frames_tensor(array)
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor.long() if name == "tokens" else tensor
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=CAST.get(name)))
 
 
 def sample_meta(raw: dict) -> dict:
@@ -192,16 +259,22 @@ def sample_meta(raw: dict) -> dict:
     return meta
 
 
-def decode_sample(raw: dict, window: int | None, rng: np.random.Generator) -> dict:
-    """A raw sample (member extension -> bytes) -> the training dict; `BadSampleError` if it cannot."""
+def decode_sample(
+    raw: dict, window: int | None, rng: np.random.Generator, payload: str | None = None, tokenizer: str | None = None
+) -> dict:
+    """A raw sample (member extension -> bytes) -> the training dict; `BadSampleError` if it cannot,
+    `PayloadMismatchError` if it is not what the reader expects (`expect_payload`)."""
     key, shard = raw["__key__"], raw.get("__url__", "?")
     try:
         meta = sample_meta(raw)
-        start, arrays = cut_window(timed_arrays(raw, meta), window, rng)
+        expect_payload(raw, meta, payload, tokenizer)
+        start, arrays = cut_window(timed_arrays(raw, meta), window, rng, temporal_stride(meta))
         has_actions = bool(meta.get("has_actions", "actions" in arrays))
         if has_actions and "actions" not in arrays:
             raise SampleFormatError("metadata says has_actions but there is no actions.npy member")
         tensors = {name: as_tensor(name, array) for name, array in arrays.items()}
+    except PayloadMismatchError:
+        raise
     except SampleFormatError as error:
         raise BadSampleError(shard, key, str(error)) from error
     except Exception as error:  # any decode or library error costs this sample only

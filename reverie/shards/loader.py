@@ -46,7 +46,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from reverie.shards.clip_tensors import BadSampleError, collate_clips, decode_sample
+from reverie.shards.clip_tensors import PAYLOADS, BadSampleError, collate_clips, decode_sample
 from reverie.shards.sample_order import MIX, WINDOW, Source, as_source, count_samples, key_number, mixed_stream, seeded, source_stream
 
 STREAM_KEY = "__stream__"
@@ -107,7 +107,11 @@ class ClipDataset(IterableDataset):
         and windows. shuffle_buffer: samples held for shuffling, per reader and source.
         samples_per_epoch: per rank (default: all samples of all sources / world size).
         rank, world_size: default from torch.distributed. skip_bad: warn and skip bad samples
-        (default) or raise `BadSampleError`.
+        (default) or raise `BadSampleError`. payload: "frames", "latents" or "tokens", what every
+        sample must hold (None: any); tokenizer: the `model_id` of the tokenizer every sample's
+        latents must come from (None: any). A sample that breaks either raises
+        `PayloadMismatchError` naming its shard, whatever `skip_bad` says. On latent shards
+        `window` counts latent frames (see `clip_tensors.py` for the per-frame arrays beside them).
     """
 
     def __init__(
@@ -122,13 +126,18 @@ class ClipDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         skip_bad: bool = True,
+        payload: str | None = None,
+        tokenizer: str | None = None,
     ):
+        if payload not in (None, *PAYLOADS):
+            raise ValueError(f"payload {payload!r}: not one of {', '.join(PAYLOADS)} (or None for any)")
         specs = sources if isinstance(sources, list) else [sources]  # a tuple is one source's shards
         weights = weights or [spec.weight if isinstance(spec, Source) else 1.0 for spec in specs]
         if len(weights) != len(specs) or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError(f"weights {list(weights)} for {len(specs)} sources: give one non-negative weight per source")
         self.sources = [as_source(spec, weight) for spec, weight in zip(specs, weights)]
         self.window, self.seed, self.shuffle_buffer, self.skip_bad = window, seed, shuffle_buffer, skip_bad
+        self.payload, self.tokenizer = payload, tokenizer
         self.rank, self.world_size = distributed_layout(rank, world_size)
         self.samples_per_epoch = samples_per_epoch
         self.total_samples = None if samples_per_epoch else sum(count_samples(s) for source in self.sources for s in source.shards)
@@ -221,7 +230,8 @@ class ClipDataset(IterableDataset):
 
     def _decode(self, raw: dict, epoch: int) -> dict:
         rng = seeded(self.seed, epoch, raw["__source__"], raw["__pass__"], key_number(raw["__key__"]), WINDOW)
-        return decode_sample(raw, self.window, rng) | {"source": self.sources[raw["__source__"]].name}
+        decoded = decode_sample(raw, self.window, rng, self.payload, self.tokenizer)
+        return decoded | {"source": self.sources[raw["__source__"]].name}
 
     def _on_shard_error(self, error: Exception) -> bool:
         """webdataset's handler for unreadable tars: warn and go on to the next shard, or raise."""

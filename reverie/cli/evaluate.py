@@ -1,0 +1,46 @@
+"""Measure a trained model on held-out data: `reverie evaluate KIND ...`, the report as JSON.
+
+`reverie evaluate tokenizer MODEL_DIR SHARDS... --json FILE`: a video tokenizer's PSNR, SSIM,
+latent values and bits per pixel, codebook usage and speed on the first `--clip-frames` frames of
+the shards' clips (`reverie.tokenizers.evaluate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reverie.shards.writer import write_text_atomically
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="kind", required=True, metavar="KIND")
+    tokenizer = kinds.add_parser("tokenizer", help="a video tokenizer's reconstruction, compression and speed", description=__doc__)
+    tokenizer.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a tokenizer's model folder (config.json + model.safetensors)")
+    tokenizer.add_argument("shards", nargs="+", metavar="SHARDS", help="held-out shard files, folders of them, or globs")
+    tokenizer.add_argument("--json", type=Path, required=True, metavar="FILE", help="where the report goes (written whole)")
+    clip_frames = 17  # DEFAULT_CLIP_FRAMES of reverie.tokenizers.evaluate, which imports torch
+    tokenizer.add_argument("--clip-frames", type=int, default=clip_frames, metavar="N", help=f"frames per clip, from its start (default {clip_frames})")
+    tokenizer.add_argument("--max-clips", type=int, metavar="N", help="clips at most (default: every clip of the shards)")
+    tokenizer.add_argument("--batch-size", type=int, default=4, metavar="B", help="clips per batch (default 4)")
+    tokenizer.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when there is one)")
+    tokenizer.set_defaults(evaluate=evaluate_tokenizer)
+
+
+def evaluate_tokenizer(args: argparse.Namespace) -> dict:
+    from reverie.tokenizers.evaluate import evaluate_tokenizer  # torch loads only for this command
+
+    return evaluate_tokenizer(args.model_dir, args.shards, args.clip_frames, args.max_clips, args.batch_size, args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = args.evaluate(args)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"reverie evaluate {args.kind}: {error}", file=sys.stderr)
+        return 1
+    write_text_atomically(args.json, json.dumps(report, indent=2) + "\n")
+    print(f"{args.json}: {args.kind} report, {report.get('clips')} clips")
+    return 0
