@@ -176,14 +176,19 @@ def test_a_discrete_bottleneck_tokenizes_and_decodes_its_codes(tmp_path, bottlen
         assert torch.equal(loaded.tokenize(frames), codes)
 
 
-@pytest.mark.parametrize("name, temporal, spatial", [("cosmos_cv_4x8x8.yaml", 4, 8), ("cosmos_cv_8x16x16.yaml", 8, 16)])
-def test_the_real_scale_configs_build_and_take_a_training_step(name, temporal, spatial):
+@pytest.mark.parametrize(
+    "name, temporal, spatial, channels",
+    [("cosmos_cv_4x8x8.yaml", 4, 8, 16), ("cosmos_cv_8x16x16.yaml", 8, 16, 16), ("cosmos_dv_8x16x16.yaml", 8, 16, 6)],
+)
+def test_the_real_scale_configs_build_and_take_a_training_step(name, temporal, spatial, channels):
     torch.manual_seed(0)
     model = from_yaml(name)
-    assert model.compression == (temporal, spatial, spatial) and model.latent_channels == 16
+    assert model.compression == (temporal, spatial, spatial) and model.latent_channels == channels
     frames = clip(1 + temporal, spatial, batch=1)  # the smallest clip: two latent frames of 1x1
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     terms = model.training_losses({"frames": frames})
     terms["loss"].backward()
     optimizer.step()
-    assert terms["loss"].isfinite() and model.encode(frames).shape == (1, 16, 2, 1, 1)
+    assert terms["loss"].isfinite() and model.encode(frames).shape == (1, channels, 2, 1, 1)
+    if model.discrete:  # Cosmos DV: FSQ [8, 8, 8, 5, 5, 5], 64,000 codes
+        assert model.codebook_size == 64_000 and model.tokenize(frames).shape == (1, 2, 1, 1)
