@@ -3,7 +3,8 @@
 Data: random-policy episodes of MuJoCo's HalfCheetah, Swimmer and Ant (square renders), recorded
 with `reverie record` at 64 px in clips of 17 frames (1 + 16), episodes cut at 400 steps. Training
 clips come from the episodes of seeds 0.., held-out clips from one other episode per env (seed
-10_000): clips of the kind the tokenizers were trained on, never seen in training.
+10_000; up to 23 clips each, fewer where the episode ends early): clips of the kind the tokenizers
+were trained on, never seen in training.
 
 Tokenizers, each trained through `reverie train` for the same budget (steps x batch of 17-frame
 clips, the same learning rate and schedule), then measured by `reverie.tokenizers.evaluate`:
