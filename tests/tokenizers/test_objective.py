@@ -37,7 +37,10 @@ def test_the_adversarial_term_starts_at_its_step_and_trains_the_discriminator(bu
     assert terms["loss"] > reconstruction_only  # the generator and discriminator terms are in it
     terms["loss"].backward()
     discriminator = model.objective.adversarial.discriminator
-    assert all(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in discriminator.parameters())
+    assert all(parameter.grad is not None for parameter in discriminator.parameters())
+    # every weight learns; the last bias's hinge gradient, mean(-[D(x) < 1]) + mean([D(x^) > -1]) over
+    # equal counts of real and reconstructed patches, cancels to rounding while every logit is within the margin
+    assert all(parameter.grad.abs().sum() > 0 for parameter in discriminator.parameters() if parameter.ndim > 1)
     loaded = load_model_folder(save_model_folder(model, tmp_path / "tokenizer"))
     assert int(loaded.objective.step) == 3  # a resumed run keeps the discriminator's schedule
 
