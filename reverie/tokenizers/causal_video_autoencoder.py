@@ -57,6 +57,7 @@ from reverie.nn.causal_conv3d import factorized_causal_conv3d
 from reverie.nn.model_folder import MODELS
 from reverie.tokenizers import haar
 from reverie.tokenizers.causal_video_blocks import CausalDownsample, CausalResBlock, CausalUpsample, FrameNorm, SpaceTimeAttention
+from reverie.tokenizers.clip_shape import FrameShapeError, check_clip_size, clip_size
 from reverie.tokenizers.objective import TokenizerObjective
 
 PATCHERS = ("none", "haar")
@@ -87,10 +88,6 @@ class CausalVideoAutoencoderConfig:
 
 class TokenizerConfigError(ValueError):
     """A causal video autoencoder config that cannot be built or used so; names the field."""
-
-
-class FrameShapeError(ValueError):
-    """Frames or latents of a shape the tokenizer cannot take; names the sizes."""
 
 
 @dataclass
@@ -200,22 +197,13 @@ class CausalVideoAutoencoder(nn.Module):
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, T', H', W') of the latents of one clip of `frames` frames of height x width."""
-        self.check_size(frames, height, width)
         temporal, spatial, _ = self.compression
+        check_clip_size(frames, height, width, spatial, "spatial compression")
         return self.latent_channels, 1 + (self.fitted_frames(frames) - 1) // temporal, height // spatial, width // spatial
-
-    def check_size(self, frames: int, height: int, width: int) -> None:
-        spatial = self.config.spatial_compression
-        if frames < 1 or height % spatial or width % spatial:
-            why = "no frames" if frames < 1 else f"height and width must divide by the spatial compression {spatial}"
-            raise FrameShapeError(f"{frames} frames of {height}x{width}: {why}")
 
     def video(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, T, 3, H, W) in [0, 1] -> video (B, 3, 1 + k s_T, H, W) in [-1, 1], the last frame repeated to fit."""
-        if frames.ndim != 5 or frames.shape[2] != self.config.image_channels:
-            raise FrameShapeError(f"frames of shape {tuple(frames.shape)}: expected (B, T, {self.config.image_channels}, H, W)")
-        count, _, height, width = frames.shape[1:]
-        self.check_size(count, height, width)
+        count, _, _ = clip_size(frames, self.config.image_channels, self.config.spatial_compression, "spatial compression")
         padding = frames[:, -1:].expand(-1, self.fitted_frames(count) - count, -1, -1, -1)
         return rearrange(torch.cat([frames, padding], dim=1) * 2 - 1, "b t c h w -> b c t h w")
 

@@ -42,7 +42,8 @@ from torch import nn
 
 from reverie.nn.model_folder import MODELS
 from reverie.nn.quantizers import Quantized, build_quantizer
-from reverie.tokenizers.causal_video_autoencoder import FrameShapeError, TokenizerConfigError
+from reverie.tokenizers.causal_video_autoencoder import TokenizerConfigError
+from reverie.tokenizers.clip_shape import FrameShapeError, check_clip_size, clip_size
 from reverie.tokenizers.objective import TokenizerObjective
 from reverie.tokenizers.st_transformer import STBlock, STTransformer
 
@@ -112,22 +113,13 @@ class STViViTTokenizer(nn.Module):
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(D, T, h, w) of the latents of one clip of `frames` frames of height x width."""
-        self.check_size(frames, height, width)
         patch = self.config.patch_size
+        check_clip_size(frames, height, width, patch, "patch size")
         return self.latent_channels, frames, height // patch, width // patch
-
-    def check_size(self, frames: int, height: int, width: int) -> None:
-        patch = self.config.patch_size
-        if frames < 1 or height % patch or width % patch:
-            why = "no frames" if frames < 1 else f"height and width must divide by the patch size {patch}"
-            raise FrameShapeError(f"{frames} frames of {height}x{width}: {why}")
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, T, 3, H, W) in [0, 1] -> the encoder's latents before quantization, (B, D, T, h, w)."""
-        if frames.ndim != 5 or frames.shape[2] != self.config.image_channels:
-            raise FrameShapeError(f"frames of shape {tuple(frames.shape)}: expected (B, T, {self.config.image_channels}, H, W)")
-        count, _, height, width = frames.shape[1:]
-        self.check_size(count, height, width)
+        clip_size(frames, self.config.image_channels, self.config.patch_size, "patch size")
         patches = rearrange(frames, "b t c (h p1) (w p2) -> b t h w (p1 p2 c)", p1=self.config.patch_size, p2=self.config.patch_size)
         tokens = self.encoder(self.patch_embedding(patches))
         return rearrange(self.to_latent(tokens), "b t h w d -> b d t h w")
