@@ -58,6 +58,19 @@ def clip_shards(tmp_path_factory, sample_videos) -> Path:
     return out / "shards"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`):
+    tiny models run op by op on small tensors, where OpenMP threads only wait on each other; on a
+    busy machine that made them 20-40x slower than one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 HOLD = "import sys, time; from reverie.shards.folder_lock import FolderLock; FolderLock(*sys.argv[1:]).acquire(); print('held', flush=True); time.sleep(60)"
 
 

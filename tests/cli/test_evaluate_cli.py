@@ -9,19 +9,13 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from reverie.cli.main import main
 from reverie.pipelines.record import RecordConfig, run_record
 from tiny_tokenizers import FSQ, REPORT_FIELDS, clip_shard, tiny_tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

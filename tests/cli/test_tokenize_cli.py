@@ -20,12 +20,7 @@ from reverie.tokenizers.latents import model_identity
 TINY_YAML = "configs/tokenizers/causal_video_ae_tiny.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,7 @@ from tiny_planning_model import ENCODER, MODEL_SIZE, PREDICTOR
 SIZE = 48  # px, as tiny recorded shards use
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny models here run op by op on small tensors: on a busy machine, OpenMP threads
-    waiting on each other made them 40x slower than one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def closed_after(env):

@@ -27,13 +27,7 @@ SMALL = dict(episodes=2, steps=3, horizon=2, samples=8, iterations=2)
 LOW, HIGH = np.full(2, -1.0, np.float32), np.full(2, 1.0, np.float32)  # Reacher's torques
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tiny model runs op by op on small tensors, where OpenMP threads only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

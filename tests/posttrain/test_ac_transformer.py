@@ -3,7 +3,6 @@ imagined rollouts, and the two losses learning action-driven dynamics."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 from einops import einsum
 
@@ -33,15 +32,6 @@ def shifting_features(batch: int, frames: int, generator: torch.Generator) -> tu
     start = torch.randn(batch, 1, TOKENS, DIM, generator=generator)
     moves = einsum(actions[:, :-1], push, "b t a, a n d -> b t n d")
     return torch.cat([start, start + moves.cumsum(dim=1)], dim=1), actions
-
-
-@pytest.fixture
-def one_thread():
-    """Ops this small run fastest on one thread; more only contend, badly so on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_outputs_at_a_frame_never_depend_on_later_frames():
@@ -99,7 +89,7 @@ def test_loss_shapes_and_a_one_step_rollout_is_teacher_forcing_at_frame_1():
     assert two_steps.shape == () and two_steps.requires_grad
 
 
-def test_losses_fall_and_the_predictor_uses_the_action(one_thread):
+def test_losses_fall_and_the_predictor_uses_the_action(one_torch_thread):
     predictor = make_predictor()
     optimizer = torch.optim.Adam(predictor.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(0)

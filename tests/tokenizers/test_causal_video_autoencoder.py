@@ -23,14 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tokenizers"
 COMPRESSIONS = [(4, 8), (8, 8), (8, 16)]  # (s_T, s_HW)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The models here run op by op on small tensors: on a busy machine, OpenMP threads waiting
-    on each other made the 30 training steps 20x slower than one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small(**fields) -> CausalVideoAutoencoder:

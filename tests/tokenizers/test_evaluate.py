@@ -19,12 +19,7 @@ from reverie.tokenizers.latents import NotAVideoTokenizerError
 from tiny_tokenizers import FSQ, REPORT_FIELDS, clip_sample, clip_shard, sliding_square, tiny_tokenizer, write_shard
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

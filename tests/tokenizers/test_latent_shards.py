@@ -7,7 +7,6 @@ refusals that name the file; bad clips and a broken tar."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import signal
@@ -41,12 +40,7 @@ TOKENIZERS = {  # name -> (YAML, fields over it)
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def saved_tokenizer(folder: Path, yaml: str, **fields) -> Path:

@@ -20,13 +20,7 @@ from synthetic_videos import moving_squares
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tokenizers"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small tensors, op by op: OpenMP threads waiting on each other only slow these models down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def small(**fields) -> STViViTTokenizer:
