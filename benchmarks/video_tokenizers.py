@@ -122,17 +122,27 @@ def per_frame_autoencoder(folder: Path, clips: list[torch.Tensor]) -> dict:
     return {"psnr": float(torch.cat(psnr).mean()), "ssim": float(torch.cat(ssim).mean()), "latent_values_per_pixel": values / (frames * height * width)}
 
 
+def as_uint8(clip: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) floats in [0, 1] -> (T, H, W, 3) uint8, as the reference codecs take frames."""
+    return (clip.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def as_clip(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) floats in [0, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+
+
 def reference(clips: list[torch.Tensor], bpp: float | None, values_per_pixel: float | None) -> dict:
     """H.264 at `bpp` or bilinear at `values_per_pixel` on the clips: PSNR, SSIM, the achieved bpp."""
     psnr, ssim, achieved = [], [], []
     for clip in clips:
-        frames = (clip.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        frames = as_uint8(clip)
         if bpp is not None:
             decoded, rate = h264_roundtrip(frames, bpp, FPS)
             achieved.append(rate)
         else:
             decoded = bilinear_roundtrip(frames, values_per_pixel)
-        reconstruction = torch.from_numpy(decoded).permute(0, 3, 1, 2).float() / 255
+        reconstruction = as_clip(decoded)
         psnr.append(metrics.psnr(reconstruction, clip)), ssim.append(metrics.ssim(reconstruction, clip))
     figures = {"psnr": float(torch.cat(psnr).mean()), "ssim": float(torch.cat(ssim).mean())}
     return figures | ({"target_bpp": bpp, "bits_per_pixel": float(np.mean(achieved))} if bpp is not None else {"latent_values_per_pixel": values_per_pixel})
@@ -198,10 +208,9 @@ def main() -> None:
     references["bilinear at the causal AE's values per pixel"] = reference(clips, None, results["causal AE 4x8x8"]["latent_values_per_pixel"])
     for name, figures in references.items():
         print(f"{name}: PSNR {figures['psnr']:.2f} dB, SSIM {figures['ssim']:.3f}, bpp {figures.get('bits_per_pixel')}", flush=True)
-    first = clips[0].permute(0, 2, 3, 1).numpy()
     best = max((name for name in results if results[name].get("bits_per_pixel")), key=lambda name: results[name]["psnr"])
-    h264, _ = h264_roundtrip((first * 255).round().astype(np.uint8), results[best]["bits_per_pixel"], FPS)
-    sheet[f"H.264 ({best}'s bpp)"] = torch.from_numpy(h264).permute(0, 3, 1, 2).float() / 255
+    h264, _ = h264_roundtrip(as_uint8(clips[0]), results[best]["bits_per_pixel"], FPS)
+    sheet[f"H.264 ({best}'s bpp)"] = as_clip(h264)
     contact_sheet(RESULTS / "tokenizers.png", clips[0], sheet)
     claims = {
         "causal 3D beats per-frame 2D at about the same latent count (PSNR)": results["causal AE 4x8x8"]["psnr"] > results["per-frame 2D AE"]["psnr"],

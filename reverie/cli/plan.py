@@ -73,7 +73,6 @@ def settings_from_args(args: argparse.Namespace):
     from reverie.planning.goal_planning import GoalPlanningSettings
 
     fields = dict(
-        model_dir=args.model_dir,
         env_id=args.env_id,
         goal_image=None if args.goal_from_env else args.goal,
         episodes=args.episodes,
@@ -94,7 +93,7 @@ def settings_from_args(args: argparse.Namespace):
         gif_episodes=args.gif_episodes,
         json_path=args.json,
     )
-    return GoalPlanningSettings(**{name: value for name, value in fields.items() if value is not None or name == "model_dir"})
+    return GoalPlanningSettings(args.model_dir, **{name: value for name, value in fields.items() if value is not None})
 
 
 def offline_settings_from_args(args: argparse.Namespace):

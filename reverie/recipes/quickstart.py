@@ -222,8 +222,7 @@ class Running:
     """A `beside` stage's processes, started at `started` (perf_counter s)."""
 
     stage: Stage
-    commands: list[list[str]]
-    processes: list[subprocess.Popen]
+    processes: list[subprocess.Popen]  # one per command line of the stage
     started: float
 
 
@@ -238,13 +237,14 @@ def run_stage(stage: Stage, index: int, total: int, times: dict[str, float], log
     console.rule(f"[{index}/{total}] {stage.name}" + (" (beside the next stages)" if stage.beside else ""))
     started = time.perf_counter()
     if stage.beside:
-        running[stage.name] = Running(stage, stage.commands, start_commands(stage.commands, log), started)
+        running[stage.name] = Running(stage, start_commands(stage.commands, log), started)
         return
     for name in stage.waits_for:
         if name in running:
             finish(running.pop(name), times)
     if stage.parallel:
-        wait_for(stage.name, [command for command in stage.commands if not callable(command)], start_commands([c for c in stage.commands if not callable(c)], log))
+        command_lines = [command for command in stage.commands if not callable(command)]
+        wait_for(stage.name, command_lines, start_commands(command_lines, log))
     for command in stage.commands:
         if callable(command):
             console.print(f"{command()}", style="bold cyan")
@@ -264,7 +264,7 @@ def mark_done(stage: Stage) -> None:
 def finish(job: Running, times: dict[str, float]) -> None:
     """Wait for a `beside` stage; its time is from its start to its end."""
     console.print(f"waiting for {job.stage.name}", style="cyan")
-    wait_for(job.stage.name, job.commands, job.processes)
+    wait_for(job.stage.name, job.stage.commands, job.processes)
     mark_done(job.stage)
     times[job.stage.name] = time.perf_counter() - job.started
     console.print(f"{job.stage.name}: {times[job.stage.name]:.1f} s (beside the other stages)", style="green")
