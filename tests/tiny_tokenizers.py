@@ -61,3 +61,19 @@ def clip_shard(path: Path, clips: int, frames: int = 5, size: tuple[int, int] = 
     """A shard of `clips` sliding-square clips, keys clip{first:04d} on."""
     samples = [clip_sample(f"clip{index:04d}", sliding_square(index, frames, *size)) for index in range(first, first + clips)]
     return write_shard(path, samples)
+
+
+PER_FRAME = dict(  # a causal video autoencoder that does not compress time: 32 px frames -> 4 x 4 codes
+    name="causal_video_autoencoder", temporal_compression=1, spatial_compression=8, patcher="none",
+    channels=8, channel_multipliers=[1, 2, 2, 2], num_res_blocks=1, mid_attention=False, latent_channels=4,
+)  # fmt: skip
+
+
+def per_frame_tokenizer(folder: Path, **fields) -> Path:
+    """A tiny, untrained per-frame tokenizer (temporal compression 1, 8x in space) saved to `folder`,
+    as the world models take one: continuous (ae) by default, or with `bottleneck="fsq",
+    quantizer={"levels": [...]}` etc. over it."""
+    config = dict(PER_FRAME)
+    model_class = MODELS.get(config.pop("name"))
+    torch.manual_seed(0)
+    return save_model_folder(model_class(model_class.config_class(**config | fields)), folder)

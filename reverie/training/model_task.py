@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from reverie.nn.model_folder import MODELS
+from reverie.shards.clip_tensors import PAYLOADS
 from reverie.training.config import OptimSettings
 from reverie.training.registry import TASKS
 
@@ -41,7 +42,8 @@ class ModelTask(L.LightningModule):
     def training_step(self, batch: dict, batch_index: int) -> dict:
         terms = self.model.training_losses(batch)
         detached = {name: value.detach() for name, value in terms.items()}
-        self.log_dict({f"train/{name}": value for name, value in detached.items()}, prog_bar=True, batch_size=len(batch["frames"]))
+        batch_size = len(next(batch[name] for name in PAYLOADS if name in batch))  # frames, or a latent shard's latents or tokens
+        self.log_dict({f"train/{name}": value for name, value in detached.items()}, prog_bar=True, batch_size=batch_size)
         return {"loss": terms["loss"], "terms": detached}  # Lightning divides "loss" under accumulation, not "terms"
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
