@@ -6,7 +6,7 @@ import torch
 
 from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, TokenizerChoiceError
 from reverie.shards.clip_tensors import PayloadMismatchError
-from tests.tiny_tokenizers import FSQ, per_frame_tokenizer, tiny_tokenizer
+from tiny_tokenizers import FSQ, per_frame_tokenizer, tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
