@@ -3,6 +3,12 @@
 `reverie evaluate tokenizer MODEL_DIR SHARDS... --json FILE`: a video tokenizer's PSNR, SSIM,
 latent values and bits per pixel, codebook usage and speed on the first `--clip-frames` frames of
 the shards' clips (`reverie.tokenizers.evaluate`).
+
+`reverie evaluate rollout MODEL_DIR EPISODE_SHARDS... --context K --steps N --json FILE`: a
+generative world model started from K real frames of each recorded episode window and fed its
+recorded actions open-loop for N steps: per-step PSNR, SSIM and drift against the real frames,
+teacher-forced next-frame PSNR, reward and termination accuracy where it has heads, and sampling
+frames per second (`reverie.pretrain.rollout_evaluation`).
 """
 
 from __future__ import annotations
@@ -26,13 +32,36 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     tokenizer.add_argument("--max-clips", type=int, metavar="N", help="clips at most (default: every clip of the shards)")
     tokenizer.add_argument("--batch-size", type=int, default=4, metavar="B", help="clips per batch (default 4)")
     tokenizer.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when there is one)")
-    tokenizer.set_defaults(evaluate=evaluate_tokenizer)
+    tokenizer.set_defaults(evaluate=evaluate_tokenizer, counted="clips")
+    add_rollout_parser(kinds)
+
+
+def add_rollout_parser(kinds) -> None:
+    rollout = kinds.add_parser("rollout", help="a world model's open-loop rollouts against recorded episodes", description=__doc__)
+    rollout.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a world model's model folder (config.json + model.safetensors)")
+    rollout.add_argument("shards", nargs="+", metavar="EPISODE_SHARDS", help="recorded episode shard files, folders of them, or globs")
+    rollout.add_argument("--json", type=Path, required=True, metavar="FILE", help="where the report goes (written whole)")
+    rollout.add_argument("--context", type=int, required=True, metavar="K", help="real frames each rollout starts from")
+    rollout.add_argument("--steps", type=int, required=True, metavar="N", help="recorded actions fed open-loop after them")
+    rollout.add_argument("--max-episodes", type=int, metavar="N", help="episode windows at most (default: one per sample of the shards)")
+    rollout.add_argument("--batch-size", type=int, default=8, metavar="B", help="windows rolled out together (default 8)")
+    rollout.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default 0)")
+    rollout.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when there is one)")
+    rollout.set_defaults(evaluate=evaluate_rollout, counted="windows")
 
 
 def evaluate_tokenizer(args: argparse.Namespace) -> dict:
     from reverie.tokenizers.evaluate import evaluate_tokenizer  # torch loads only for this command
 
     return evaluate_tokenizer(args.model_dir, args.shards, args.clip_frames, args.max_clips, args.batch_size, args.device)
+
+
+def evaluate_rollout(args: argparse.Namespace) -> dict:
+    from reverie.pretrain.rollout_evaluation import evaluate_rollout  # torch loads only for this command
+
+    return evaluate_rollout(
+        args.model_dir, args.shards, args.context, args.steps, args.max_episodes, args.seed, args.device, batch_size=args.batch_size
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,5 +71,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"reverie evaluate {args.kind}: {error}", file=sys.stderr)
         return 1
     write_text_atomically(args.json, json.dumps(report, indent=2) + "\n")
-    print(f"{args.json}: {args.kind} report, {report.get('clips')} clips")
+    print(f"{args.json}: {args.kind} report, {report.get(args.counted)} {args.counted}")
     return 0

@@ -32,6 +32,10 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "st_vivit_tokenizer": "reverie.tokenizers.st_vivit",
         "vjepa": "reverie.pretrain.vjepa",
         "vjepa_ac": "reverie.posttrain.ac_predictor",
+        "pixel_diffusion_world_model": "reverie.pretrain.pixel_diffusion",
+        "latent_diffusion_world_model": "reverie.pretrain.latent_diffusion",
+        "last_frame_world_model": "reverie.pretrain.last_frame_world_model",
+        "token_world_model": "reverie.pretrain.token_world_model",
     },
 )
 FILES = ("config.json", "model.safetensors")
