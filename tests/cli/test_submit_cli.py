@@ -95,3 +95,21 @@ def test_no_sbatch_or_a_failing_one_exits_2_saying_so(tmp_path, monkeypatch, cap
     fake_sbatch(tmp_path / "bin", 'echo "invalid partition" >&2; exit 1')
     assert main(["submit", str(TINY)]) == 2
     assert capsys.readouterr().err.endswith("failed: invalid partition\n")
+
+
+WORLD_MODELS = Path(__file__).resolve().parents[2] / "configs" / "world_models"
+
+
+@pytest.mark.parametrize(
+    ("config", "run_name"),
+    [("diamond_atari.yaml", "diamond-atari"), ("iris_atari.yaml", "iris-atari"), ("oasis_500m.yaml", "oasis-500m")],
+)
+def test_the_real_scale_world_models_render_for_four_nodes_of_eight_gpus(tmp_path, config, run_name):
+    assert main(["submit", str(WORLD_MODELS / config), "--nodes", "4", "--gpus-per-node", "8", "--dry-run"]) == 0
+    run_dir = tmp_path / "runs" / run_name
+    script = (run_dir / "train.sbatch").read_text()
+    found = directives(script)
+    assert (found["job-name"], found["nodes"], found["ntasks-per-node"], found["gpus-per-node"]) == (f"reverie-{run_name}", "4", "8", "8")
+    words = srun_words(script)
+    assert words[words.index("train") + 1] == str(WORLD_MODELS / config)
+    assert words[-3:] == ["trainer.num_nodes=4", "trainer.devices=8", f"run.dir={run_dir}"]
