@@ -34,6 +34,11 @@ Sampling (`reverie.nn.world_model`'s interface): Euler steps down the
 Karras schedule (DIAMOND's Atari: 3 steps, sigma from 5 to 2e-3, rho 7), D clamped to [-1, 1] and
 rounded down to 256 levels at every step as DIAMOND's sampler does; the frame is mapped to [0, 1].
 There are no reward or termination heads (DIAMOND trains a separate reward/termination model).
+
+`diffusion: ddpm` swaps the EDM denoiser for DIAMOND's baseline (Sec. 3.3, Fig. 3): the same F
+trained to predict the noise of a DDPM schedule (Ho et al. 2020; linear betas over 1000 levels by
+default) and sampled with `ddpm_denoising_steps` ancestral steps
+(`reverie.nn.diffusion.epsilon_denoiser`), the frame rounded to 256 levels at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from reverie.nn.diffusion import EDMConfig, EDMDenoiser, NoiseLevelEmbedding, euler_sample, karras_sigmas
+from reverie.nn.diffusion import DDPMConfig, EDMConfig, EDMDenoiser, NoiseLevelEmbedding, euler_sample, karras_sigmas
+from reverie.nn.diffusion.epsilon_denoiser import EpsilonDenoiser
 from reverie.nn.model_folder import MODELS
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import ActionEmbedding
@@ -63,8 +69,12 @@ class PixelDiffusionConfig:
     res_blocks: int = 2  # per level
     attention: list[bool] = field(default_factory=lambda: [False, False, False, False])  # per level
     cond_channels: int = 256  # the conditioning vector; K must divide it
+    diffusion: str = "edm"  # edm (DIAMOND) or ddpm (its noise-predicting baseline)
     # EDM: fields of reverie.nn.diffusion.EDMConfig over DIAMOND's defaults (denoising_steps 3)
     edm: dict = field(default_factory=dict)
+    # DDPM: fields of reverie.nn.diffusion.DDPMConfig, and the sampling steps
+    ddpm: dict = field(default_factory=lambda: {"beta_schedule": "linear"})
+    ddpm_denoising_steps: int = 3
     # GameNGen's context-noise augmentation
     context_noise: bool = False
     context_noise_max: float = 0.7  # levels drawn from U[0, max] in training; GameNGen: 0.7
@@ -76,16 +86,30 @@ class PixelDiffusionError(ValueError):
     """A config this model cannot be built from, or a batch it cannot train on; names the field or shape."""
 
 
-def edm_config(config: PixelDiffusionConfig) -> EDMConfig:
-    known = [entry.name for entry in dataclasses.fields(EDMConfig)]
-    unknown = [name for name in config.edm if name not in known]
+DIFFUSIONS = ("edm", "ddpm")
+
+
+def fields_of(config_class: type, given: dict, name: str):
+    """config_class(**given), or PixelDiffusionError naming the entries of `name` it has no field for."""
+    known = [entry.name for entry in dataclasses.fields(config_class)]
+    unknown = [key for key in given if key not in known]
     if unknown:
-        raise PixelDiffusionError(f"edm: {', '.join(unknown)}: not fields of EDMConfig; known: {', '.join(known)}")
-    return EDMConfig(**config.edm)
+        raise PixelDiffusionError(f"{name}: {', '.join(unknown)}: not fields of {config_class.__name__}; known: {', '.join(known)}")
+    return config_class(**given)
+
+
+def build_denoiser(network: nn.Module, config: PixelDiffusionConfig) -> EDMDenoiser | EpsilonDenoiser:
+    if config.diffusion == "edm":
+        return EDMDenoiser(network, fields_of(EDMConfig, config.edm, "edm"))
+    return EpsilonDenoiser(network, fields_of(DDPMConfig, config.ddpm, "ddpm"))
 
 
 def check_config(config: PixelDiffusionConfig) -> None:
     """PixelDiffusionError naming the first field that cannot build a model."""
+    if config.diffusion not in DIFFUSIONS:
+        raise PixelDiffusionError(f"diffusion {config.diffusion!r}: must be one of {', '.join(DIFFUSIONS)}")
+    if config.ddpm_denoising_steps < 1:
+        raise PixelDiffusionError(f"ddpm_denoising_steps {config.ddpm_denoising_steps}: must be at least 1")
     if len(config.frame_size) != 2:
         raise PixelDiffusionError(f"frame_size {config.frame_size}: give (height, width)")
     if not config.channels:
@@ -150,7 +174,8 @@ class PixelDiffusionWorldModel(nn.Module, WorldModel):
         self.config = config
         self.max_context = config.context_frames
         self.frame_shape = (3, *config.frame_size)
-        self.denoiser = EDMDenoiser(NextFrameNetwork(config), edm_config(config))
+        self.denoiser = build_denoiser(NextFrameNetwork(config), config)
+        self.context_scale = fields_of(EDMConfig, config.edm, "edm").sigma_data  # DIAMOND's, for either diffusion
         self.rollout_state: Rollout | None = None  # set by `start`
 
     @property
@@ -160,6 +185,20 @@ class PixelDiffusionWorldModel(nn.Module, WorldModel):
     @property
     def context_noise(self) -> ContextNoise | None:
         return self.denoiser.network.context_noise
+
+    @property
+    def denoising_steps(self) -> int:
+        """Network evaluations per sampled frame; settable, e.g. to trade quality for speed."""
+        return self.denoiser.config.denoising_steps if self.config.diffusion == "edm" else self.config.ddpm_denoising_steps
+
+    @denoising_steps.setter
+    def denoising_steps(self, steps: int) -> None:
+        if steps < 1:
+            raise PixelDiffusionError(f"denoising_steps {steps}: must be at least 1")
+        if self.config.diffusion == "edm":
+            self.denoiser.config.denoising_steps = steps
+        else:
+            self.config.ddpm_denoising_steps = steps
 
     @property
     def reference_weight(self) -> Tensor:
@@ -174,7 +213,7 @@ class PixelDiffusionWorldModel(nn.Module, WorldModel):
         if self.context_noise is not None:
             noise = self.context_noise.training_noise if training else self.context_noise.inference_noise
             context, buckets = noise(context, generator)
-        return {"context": context / self.denoiser.config.sigma_data, "actions": actions, "context_noise_buckets": buckets}
+        return {"context": context / self.context_scale, "actions": actions, "context_noise_buckets": buckets}
 
     def training_losses(self, batch: dict) -> dict[str, Tensor]:
         """The EDM loss of every frame of the window after the first K; see the module docstring."""
@@ -218,13 +257,16 @@ class PixelDiffusionWorldModel(nn.Module, WorldModel):
     def sample_next_frame(self, context: Tensor, actions: Tensor, generator: torch.Generator | None) -> Tensor:
         """context (B, K, 3, H, W) in [-1, 1], actions (B, K, ...) -> the next frame (B, 3, H, W) in [-1, 1]."""
         conditioning = self.conditioning(context, actions, training=False, generator=generator)
+        shape = (context.shape[0], *self.frame_shape)
+        if isinstance(self.denoiser, EpsilonDenoiser):
+            return quantize(self.denoiser.sample(shape, self.config.ddpm_denoising_steps, generator, **conditioning))
         edm = self.denoiser.config
         sigmas = karras_sigmas(edm.denoising_steps, edm.sigma_min, edm.sigma_max, edm.rho, context.device, context.dtype)
 
         def denoise(noisy: Tensor, sigma: Tensor) -> Tensor:
             return quantize(self.denoiser(noisy, sigma, **conditioning))
 
-        return euler_sample(denoise, (context.shape[0], *self.frame_shape), sigmas, generator).clamp(-1, 1)
+        return euler_sample(denoise, shape, sigmas, generator).clamp(-1, 1)
 
     @torch.no_grad()
     def start(self, context_frames: Tensor, context_actions: Tensor | None, generator: torch.Generator | None = None) -> None:

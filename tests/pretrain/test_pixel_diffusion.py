@@ -260,3 +260,33 @@ def test_reverie_train_trains_the_tiny_config_and_exports_a_world_model(episode_
     assert isinstance(model, PixelDiffusionWorldModel)
     model.start(torch.rand(1, 4, 3, 32, 48), torch.zeros(1, 3, dtype=torch.long))
     assert model.step(torch.ones(1, dtype=torch.long)).frame.shape == (1, 3, 32, 48)
+
+
+def test_the_ddpm_baseline_trains_the_same_network_and_samples_at_its_step_count(batch):
+    torch.manual_seed(0)
+    model = from_yaml("diamond_tiny.yaml", diffusion="ddpm")
+    assert type(model.denoiser.network).__name__ == "NextFrameNetwork" and model.denoising_steps == 3
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(40):
+        torch.manual_seed(0)
+        loss = model.training_losses(batch)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
+    model.eval().denoising_steps = 1
+    assert model.config.ddpm_denoising_steps == 1
+    context, context_actions, actions = batch["frames"][:, :4], batch["actions"][:, :3], batch["actions"][:, 3:5]
+    (step,) = rollout(model, context, context_actions, actions[:, :1], 1, torch.Generator().manual_seed(0))
+    assert step.frame.shape == (4, 3, 32, 48) and 0 <= step.frame.min() and step.frame.max() <= 1
+    with pytest.raises(PixelDiffusionError, match="denoising_steps 0: must be at least 1"):
+        model.denoising_steps = 0
+
+
+def test_a_diffusion_it_does_not_know_is_named():
+    with pytest.raises(PixelDiffusionError, match="diffusion 'flow': must be one of edm, ddpm"):
+        small(diffusion="flow")
+    with pytest.raises(PixelDiffusionError, match="ddpm: levels: not fields of DDPMConfig"):
+        small(diffusion="ddpm", ddpm={"levels": 10})
