@@ -26,6 +26,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="random", help="random, scripted, or a model folder")
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--size", type=int, default=96, help="short side of stored frames")
+    parser.add_argument("--square", action="store_true", help="stretch frames to SIZE x SIZE (e.g. Atari at 64 x 64) instead of keeping the aspect")
     parser.add_argument("--clip-frames", type=int, default=16)
     parser.add_argument("--stride", type=int, help="frames between clip starts (default: --clip-frames)")
     parser.add_argument("--format", dest="clip_format", default="mp4", choices=CLIP_FORMATS)
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         policy=args.policy,
         seed=args.seed,
         size=args.size,
+        square=args.square,
         clip_frames=args.clip_frames,
         stride=args.stride,
         clip_format=args.clip_format,

@@ -97,10 +97,17 @@ def frame_rate(env: gym.Env) -> float:
     return fps / frameskip if isinstance(frameskip, int) and frameskip > 1 else fps
 
 
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """Short side to `size`, aspect kept (even sizes), as ingestion does with `--keep-aspect`."""
+def resize_frame(frame: np.ndarray, size: int, square: bool = False) -> np.ndarray:
+    """Short side to `size`, aspect kept (even sizes), as ingestion does with `--keep-aspect`; with
+    `square`, stretched to `size` x `size` instead (Atari's usual 64 x 64: a crop would cut off the
+    score or the paddle)."""
     height, width = frame.shape[:2]
-    geometry = FrameGeometry.fit(width, height, size, keep_aspect=True)
-    if (geometry.width, geometry.height) == (width, height):
+    if square:
+        FrameGeometry.fit(width, height, size)  # an odd size is refused as for the stored video
+        target = (size, size)
+    else:
+        geometry = FrameGeometry.fit(width, height, size, keep_aspect=True)
+        target = (geometry.width, geometry.height)
+    if target == (width, height):
         return frame
-    return np.asarray(Image.fromarray(frame).resize((geometry.width, geometry.height), Image.BILINEAR))
+    return np.asarray(Image.fromarray(frame).resize(target, Image.BILINEAR))

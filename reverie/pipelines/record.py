@@ -31,6 +31,7 @@ class RecordConfig:
     policy: str = "random"
     seed: int = 0
     size: int = 96  # short side of the stored frames
+    square: bool = False  # stretch frames to size x size instead of keeping their aspect
     clip_frames: int = 16
     stride: int | None = None  # frames between clip starts; default: consecutive clips
     clip_format: str = "mp4"
@@ -44,13 +45,13 @@ def env_slug(env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9-]+", "-", env_id)
 
 
-def play_episode(env, policy, seed: int, size: int, max_steps: int | None) -> dict[str, list]:
+def play_episode(env, policy, seed: int, size: int, max_steps: int | None, square: bool = False) -> dict[str, list]:
     """Reset with `seed` and act until the episode ends; frame t is rendered before action t."""
     observation, _ = env.reset(seed=seed)
     steps: dict[str, list] = {name: [] for name in ("frames", "states", "actions", "rewards", "terminated", "truncated")}
     step = 0
     while True:
-        steps["frames"].append(resize_frame(env.render(), size))
+        steps["frames"].append(resize_frame(env.render(), size, square))
         steps["states"].append(flat_state(observation))
         action = policy(observation)
         observation, reward, terminated, truncated, _ = env.step(action)
@@ -64,7 +65,7 @@ def play_episode(env, policy, seed: int, size: int, max_steps: int | None) -> di
 
 def record_episode(env, config: RecordConfig, index: int) -> Episode:
     seed = config.seed + index
-    steps = play_episode(env, make_policy(config.policy, env, seed), seed, config.size, config.max_steps)
+    steps = play_episode(env, make_policy(config.policy, env, seed), seed, config.size, config.max_steps, config.square)
     space = describe_space(env.action_space)
     dtype = np.float32 if space["type"] == "box" else np.int64
     states = None if steps["states"][0] is None else np.stack(steps["states"])

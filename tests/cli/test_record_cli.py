@@ -31,15 +31,16 @@ def test_defaults_and_the_summary_line(recordings, tmp_path, capsys):
     (config,) = recordings
     assert (config.env_id, config.episodes, config.out, config.policy, config.seed) == ("CartPole-v1", 2, tmp_path, "random", 0)
     assert (config.size, config.clip_frames, config.stride, config.clip_format, config.max_steps) == (96, 16, None, "mp4", None)
+    assert config.square is False
     assert config.shard_max_count == 1000 and config.progress is False  # stderr is not a terminal here
     assert capsys.readouterr().err == f"2 episodes of CartPole-v1, 5 clips, mean return 12.75 -> {tmp_path / 'shards'}\n"
 
 
 def test_flags_reach_the_settings(recordings, tmp_path):
-    flags = ["--policy", "scripted", "--seed", "7", "--size", "32", "--clip-frames", "8", "--stride", "4", "--format", "npy"]
+    flags = ["--policy", "scripted", "--seed", "7", "--size", "32", "--square", "--clip-frames", "8", "--stride", "4", "--format", "npy"]
     assert main(["record", "Reacher-v5", "--episodes", "3", "--out", str(tmp_path), *flags, "--max-steps", "20", "--shard-size", "5"]) == 0
     (config,) = recordings
-    assert (config.policy, config.seed, config.size, config.clip_frames, config.stride) == ("scripted", 7, 32, 8, 4)
+    assert (config.policy, config.seed, config.size, config.square, config.clip_frames, config.stride) == ("scripted", 7, 32, True, 8, 4)
     assert (config.clip_format, config.max_steps, config.shard_max_count) == ("npy", 20, 5)
 
 

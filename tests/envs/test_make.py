@@ -119,6 +119,15 @@ def test_resize_frame_leaves_a_frame_of_the_right_size_alone_and_refuses_odd_siz
         resize_frame(frame, 31)
 
 
+def test_resize_frame_square_stretches_the_whole_frame_to_size_by_size():
+    frame = np.zeros((210, 160, 3), np.uint8)  # an Atari screen
+    frame[:10] = 255  # the score band at the top, which a square crop would cut off
+    out = resize_frame(frame, 64, square=True)
+    assert out.shape == (64, 64, 3) and out[0].min() == 255 and out[-1].max() == 0
+    with pytest.raises(ValueError, match="must be even"):
+        resize_frame(frame, 63, square=True)
+
+
 def test_an_atari_stream_runs_at_the_emulator_rate_over_its_frame_skip():
     env = make_env("ALE/Pong-v5")  # frameskip 4 at 60 Hz
     try:
