@@ -8,6 +8,8 @@ generated once, the machine's description, and the rows of the printed bar chart
   benchmark processes can each merge their runs into one file; returns the object as written.
 - `generated_once(folder, make)`: build reference inputs (test videos) into `folder` the first
   time, in a `.partial` folder renamed into place, so a killed run leaves none half-made.
+- `train_and_export(config, out, slug)`: a model trained through `reverie train` from a config dict
+  and exported as a model folder, once (a rerun finds the folder and the recorded training time).
 
 The scripts in `benchmarks/agents/` put this folder on `sys.path` to import it.
 """
@@ -19,6 +21,9 @@ import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -63,6 +68,26 @@ def generated_once(folder: Path, make: Callable[[Path], None], what: str) -> Pat
     make(partial)
     partial.rename(folder)
     return folder
+
+
+def train_and_export(config: dict, out: Path, slug: str) -> tuple[Path, float]:
+    """Train `config` (its run.dir set to out/runs/slug) through `reverie train`, export the trained
+    weights (not the EMA) to out/models/slug; the model folder and the training wall time."""
+    run_dir, folder = out / "runs" / slug, out / "models" / slug
+    timing = run_dir.with_name(f"{slug}.seconds")
+    if (folder / "model.safetensors").exists():
+        return folder, float(timing.read_text())
+    path = out / "configs" / f"{slug}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = config | {"run": {"name": slug, "dir": str(run_dir)}}
+    path.write_text(json.dumps(config, indent=1))  # YAML is a superset of JSON
+    started = time.perf_counter()
+    reverie = [sys.executable, "-m", "reverie.cli.main"]
+    subprocess.run([*reverie, "train", str(path)], check=True)
+    seconds = float(timing.read_text()) if timing.exists() else time.perf_counter() - started  # a finished run trains no further
+    timing.write_text(f"{seconds}")
+    subprocess.run([*reverie, "export", str(run_dir), "--out", str(folder), "--no-ema"], check=True)
+    return folder, seconds
 
 
 def machine() -> dict:
