@@ -20,6 +20,16 @@ def train_command(run_dir: Path, shards: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "reverie.cli.main", "train", str(TINY), *base, *overrides]
 
 
+def train_config_briefly(config: Path, run_dir: Path, *overrides: str, steps: int = 6) -> Path:
+    """`reverie train CONFIG` for `steps` steps of batch 2 into run_dir, logging and checkpointing
+    at the last step; fails with the run's output tails when it exits nonzero."""
+    brief = [f"run.dir={run_dir}", "data.batch_size=2", f"trainer.max_steps={steps}", "trainer.log_every_n_steps=1", f"checkpoint.every_n_steps={steps}"]
+    command = [sys.executable, "-m", "reverie.cli.main", "train", str(config), *overrides, *brief]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    return run_dir
+
+
 def start(command: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"})
 

@@ -44,7 +44,6 @@ sample whose members cannot be decoded is skipped with a warning and listed unde
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -54,9 +53,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from reverie.nn.model_folder import load_model_folder
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep
-from reverie.shards.clip_tensors import BadSampleError, decode_sample
 from reverie.tokenizers import metrics
-from reverie.tokenizers.evaluate import SkippedSampleWarning, TokenizerEvaluationError, default_device, expected_clips, samples_of, shard_files
+from reverie.tokenizers.evaluate import TokenizerEvaluationError, default_device, expected_clips, frame_samples, shard_files
 
 SATURATED_LEVELS = (1, 254)  # uint8 levels at or beyond which a value counts as saturated
 PER_STEP_FIGURES = (
@@ -108,35 +106,16 @@ def world_model(model_or_folder: torch.nn.Module | str | Path) -> WorldModel:
     return model
 
 
-def shard_samples(shard: str) -> Iterator[dict]:
-    try:
-        yield from samples_of(shard)
-    except TokenizerEvaluationError as error:
-        raise RolloutEvaluationError(str(error)) from error
-
-
 def episode_windows(shards: Sequence[str], window_frames: int, max_windows: int | None, skipped: list[str]) -> Iterator[EpisodeWindow]:
     """The first `window_frames` frames of each sample and the arrays beside them, shard by shard, up
     to `max_windows`; a sample that cannot be decoded is warned about and appended to `skipped`."""
-    count = 0
-    for shard in shards:
-        for raw in shard_samples(shard):
-            if max_windows is not None and count >= max_windows:
-                return
-            try:
-                sample = decode_sample(raw, None, None)
-            except BadSampleError as error:
-                warnings.warn(f"skipping a sample: {error}", SkippedSampleWarning)
-                skipped.append(str(error))
-                continue
-            where = f"{shard}: sample {sample['key']}"
-            if "frames" not in sample:
-                raise RolloutEvaluationError(f"{where}: holds latents or tokens, not frames; evaluate rollouts on recorded frame shards")
-            if len(sample["frames"]) < window_frames:
-                raise RolloutEvaluationError(f"{where}: has {len(sample['frames'])} frames, fewer than the {window_frames} of context + steps")
+    samples = frame_samples(shards, window_frames, max_windows, skipped, "evaluate rollouts on recorded frame shards", "of context + steps")
+    try:
+        for shard, sample in samples:
             cut = {name: sample[name][:window_frames] if name in sample else None for name in ("frames", "actions", "rewards", "terminated")}
             yield EpisodeWindow(shard, sample["key"], **cut)
-            count += 1
+    except TokenizerEvaluationError as error:
+        raise RolloutEvaluationError(str(error)) from error
 
 
 def layout(window: EpisodeWindow) -> tuple:

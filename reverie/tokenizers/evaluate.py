@@ -97,13 +97,15 @@ def samples_of(shard: str) -> Iterator[dict]:
     yield from raw_samples([shard], stop)
 
 
-def held_out_clips(shards: Sequence[str], clip_frames: int, max_clips: int | None, skipped: list[str]) -> Iterator[HeldOutClip]:
-    """The first `clip_frames` frames of each sample, shard by shard, up to `max_clips` clips; a
-    sample that cannot be decoded is warned about and appended to `skipped`."""
+def frame_samples(shards: Sequence[str], frames: int, max_samples: int | None, skipped: list[str], use: str, needed: str) -> Iterator[tuple[str, dict]]:
+    """(shard, decoded sample) for each sample of at least `frames` frames, shard by shard, up to
+    `max_samples`; a sample that cannot be decoded is warned about and appended to `skipped`. A
+    sample of latents or tokens, or of fewer frames, is a TokenizerEvaluationError naming it, with
+    `use` (what to do instead) and `needed` (what the frames were needed for) in its message."""
     count = 0
     for shard in shards:
         for raw in samples_of(shard):
-            if max_clips is not None and count >= max_clips:
+            if max_samples is not None and count >= max_samples:
                 return
             try:
                 sample = decode_sample(raw, None, None)
@@ -113,12 +115,17 @@ def held_out_clips(shards: Sequence[str], clip_frames: int, max_clips: int | Non
                 continue
             where = f"{shard}: sample {sample['key']}"
             if "frames" not in sample:
-                raise TokenizerEvaluationError(f"{where}: holds latents or tokens, not frames; evaluate a tokenizer on frame shards")
-            frames = sample["frames"]
-            if len(frames) < clip_frames:
-                raise TokenizerEvaluationError(f"{where}: has {len(frames)} frames, fewer than the {clip_frames} asked for")
-            yield HeldOutClip(shard, sample["key"], frames[:clip_frames])
+                raise TokenizerEvaluationError(f"{where}: holds latents or tokens, not frames; {use}")
+            if len(sample["frames"]) < frames:
+                raise TokenizerEvaluationError(f"{where}: has {len(sample['frames'])} frames, fewer than the {frames} {needed}")
+            yield shard, sample
             count += 1
+
+
+def held_out_clips(shards: Sequence[str], clip_frames: int, max_clips: int | None, skipped: list[str]) -> Iterator[HeldOutClip]:
+    """The first `clip_frames` frames of each sample, shard by shard, up to `max_clips` clips (see `frame_samples`)."""
+    for shard, sample in frame_samples(shards, clip_frames, max_clips, skipped, "evaluate a tokenizer on frame shards", "asked for"):
+        yield HeldOutClip(shard, sample["key"], sample["frames"][:clip_frames])
 
 
 def batched(clips: Iterator[HeldOutClip], batch_size: int) -> Iterator[list[HeldOutClip]]:

@@ -6,8 +6,6 @@ actions, bad input named, `reverie train` on recorded episodes, and the real-sca
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from reverie.pretrain.latent_diffusion import LatentDiffusionConfig, LatentDiffu
 from reverie.shards.clip_tensors import PayloadMismatchError
 from tiny_latent_dit import open_gates
 from tiny_tokenizers import FSQ, per_frame_tokenizer, sliding_square
+from training_runs import train_config_briefly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -211,14 +210,7 @@ def test_reverie_train_fits_the_tiny_config_on_recorded_cartpole_episodes(tokeni
     from reverie.pipelines.record import RecordConfig, run_record
 
     run_record(RecordConfig("CartPole-v1", episodes=2, out=tmp_path / "episodes", size=32, clip_frames=8, clip_format="npy", progress=False))
-    run_dir = tmp_path / "run"
-    overrides = [
-        f"model.tokenizer={tokenizer_folder}", f"data.shards={tmp_path / 'episodes' / 'shards'}", f"run.dir={run_dir}",
-        "data.batch_size=2", "trainer.max_steps=6", "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=6",
-    ]  # fmt: skip
-    command = [sys.executable, "-m", "reverie.cli.main", "train", str(TINY), *overrides]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    run_dir = train_config_briefly(TINY, tmp_path / "run", f"model.tokenizer={tokenizer_folder}", f"data.shards={tmp_path / 'episodes' / 'shards'}")
     assert [path.name for path in sorted((run_dir / "checkpoints").glob("step-*.ckpt"))] == ["step-00000006.ckpt"]
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from reverie.pretrain.frozen_tokenizer import TokenizerChoiceError
 from reverie.pretrain.token_world_model import TokenWorldModel, TokenWorldModelConfig, TokenWorldModelError, sample_codes
 from reverie.shards.clip_tensors import PayloadMismatchError
 from tiny_tokenizers import FSQ, per_frame_tokenizer, sliding_square
+from training_runs import train_config_briefly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -278,14 +277,7 @@ def cartpole(tmp_path_factory) -> Path:
 def test_reverie_train_fits_the_tiny_config_on_recorded_cartpole_episodes(tokenizer_folder, cartpole, tmp_path):
     from reverie.training.export import export_run
 
-    run_dir = tmp_path / "run"
-    overrides = [
-        f"model.tokenizer={tokenizer_folder}", f"data.shards={cartpole}", f"run.dir={run_dir}",
-        "data.batch_size=2", "trainer.max_steps=6", "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=6",
-    ]  # fmt: skip
-    command = [sys.executable, "-m", "reverie.cli.main", "train", str(TINY), *overrides]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=240)
-    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    run_dir = train_config_briefly(TINY, tmp_path / "run", f"model.tokenizer={tokenizer_folder}", f"data.shards={cartpole}")
     assert [path.name for path in sorted((run_dir / "checkpoints").glob("step-*.ckpt"))] == ["step-00000006.ckpt"]
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"tokens", "reward", "termination", "loss"} <= {name.removeprefix("train/") for name in header}
