@@ -5,6 +5,8 @@ short contexts, bad input named), model folders, the Atari-scale config, and `re
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from reverie.cli.main import main
 from reverie.nn.model_folder import MODELS, load_model_folder, save_model_folder
 from reverie.nn.world_model import ContextError, WorldModel, rollout
 from reverie.pipelines.record import RecordConfig, run_record
@@ -249,7 +252,7 @@ def test_the_atari_config_builds_at_diamonds_size_and_takes_a_training_step():
     assert model.step(batch["actions"][:, 3]).frame.shape == (1, 3, 64, 64)
 
 
-def test_reverie_train_trains_the_tiny_config_and_exports_a_world_model(episode_shards, tmp_path):
+def test_reverie_train_trains_the_tiny_config_exports_a_world_model_and_the_cli_rolls_it_out(episode_shards, tmp_path):
     run_dir = tmp_path / "diamond"
     overrides = [f"data.shards={episode_shards}", f"run.dir={run_dir}", "trainer.max_steps=4", "trainer.log_every_n_steps=1", "checkpoint.every_n_steps=2"]
     command = [sys.executable, "-m", "reverie.cli.main", "train", str(CONFIGS / "diamond_tiny.yaml"), *overrides]
@@ -260,6 +263,12 @@ def test_reverie_train_trains_the_tiny_config_and_exports_a_world_model(episode_
     assert isinstance(model, PixelDiffusionWorldModel)
     model.start(torch.rand(1, 4, 3, 32, 48), torch.zeros(1, 3, dtype=torch.long))
     assert model.step(torch.ones(1, dtype=torch.long)).frame.shape == (1, 3, 32, 48)
+    report_file = tmp_path / "rollout.json"
+    arguments = ["evaluate", "rollout", str(tmp_path / "model"), str(episode_shards), "--context", "4", "--steps", "3", "--max-episodes", "2"]
+    assert main([*arguments, "--device", "cpu", "--json", str(report_file)]) == 0
+    report = json.loads(report_file.read_text())
+    assert (report["model"], report["windows"], len(report["psnr"])) == ("pixel_diffusion_world_model", 2, 3)
+    assert all(math.isfinite(value) for value in report["psnr"] + report["teacher_forced_psnr"])
 
 
 def test_the_ddpm_baseline_trains_the_same_network_and_samples_at_its_step_count(batch):
