@@ -36,6 +36,8 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "latent_diffusion_world_model": "reverie.pretrain.latent_diffusion",
         "last_frame_world_model": "reverie.pretrain.last_frame_world_model",
         "token_world_model": "reverie.pretrain.token_world_model",
+        "latent_action_model": "reverie.pretrain.latent_actions",
+        "maskgit_dynamics": "reverie.pretrain.maskgit_dynamics",
     },
 )
 FILES = ("config.json", "model.safetensors")
