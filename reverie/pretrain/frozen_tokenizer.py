@@ -110,3 +110,14 @@ class FrozenTokenizer(nn.Module):
         if "frames" not in batch:
             raise PayloadMismatchError(f"a batch of {', '.join(sorted(batch))}: neither frames nor {wanted}")
         return self.encode(batch["frames"])
+
+
+def frozen_tokenizer(source: str | Path | dict, discrete: bool, why: str) -> FrozenTokenizer:
+    """The FrozenTokenizer of `source`, or TokenizerChoiceError when its latents are not the kind
+    (discrete codes or continuous latents) that the model, for the reason `why`, needs."""
+    tokenizer = FrozenTokenizer(source)
+    if tokenizer.discrete != discrete:
+        held = "discrete codes" if tokenizer.discrete else "continuous latents"
+        needed = "a discrete bottleneck (fsq, vq, lfq)" if discrete else "a continuous bottleneck (ae, vae)"
+        raise TokenizerChoiceError(f"tokenizer {tokenizer.record['model']} {tokenizer.record['model_id']}: {held}; {why}: it needs {needed}")
+    return tokenizer

@@ -56,7 +56,7 @@ from torch import nn
 
 from reverie.nn.model_folder import MODELS
 from reverie.nn.quantizers import Quantized, build_quantizer
-from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, TokenizerChoiceError
+from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, frozen_tokenizer
 from reverie.tokenizers.clip_shape import clip_size
 from reverie.tokenizers.st_transformer import STBlock, STTransformer
 
@@ -122,7 +122,7 @@ class LatentActionModel(nn.Module):
         super().__init__()
         check_config(config)
         self.config = config
-        self.tokenizer = self.frozen_tokenizer(config) if config.input == "tokens" else None
+        self.tokenizer = self.token_input(config) if config.input == "tokens" else None
         self.encoder_embedding = self.input_embedding(config.encoder_width)
         self.encoder = STTransformer(config.encoder_width, config.encoder_depth, config.encoder_heads, config.mlp_ratio)
         self.to_latent = nn.Linear(config.encoder_width, config.latent_dim)
@@ -140,13 +140,8 @@ class LatentActionModel(nn.Module):
         self.register_buffer("batches_unused", torch.zeros(config.num_actions, dtype=torch.int64))  # per code, since it was last taken
 
     @staticmethod
-    def frozen_tokenizer(config: LatentActionModelConfig) -> FrozenTokenizer:
-        tokenizer = FrozenTokenizer(config.tokenizer)
-        if not tokenizer.discrete:
-            raise TokenizerChoiceError(
-                f"tokenizer {tokenizer.record['model']} {tokenizer.record['model_id']}: continuous latents; "
-                "the latent action model's token input needs a discrete bottleneck (fsq, vq, lfq)"
-            )
+    def token_input(config: LatentActionModelConfig) -> FrozenTokenizer:
+        tokenizer = frozen_tokenizer(config.tokenizer, discrete=True, why="the latent action model's token input reads codes")
         config.tokenizer = tokenizer.record  # the model folder then holds everything it needs
         return tokenizer
 

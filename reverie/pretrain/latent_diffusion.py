@@ -58,7 +58,7 @@ from reverie.nn.model_folder import MODELS
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import SIZE_FIELDS, ActionEmbedding, ActionSpaceError
 from reverie.pretrain.forcing_sampler import SamplingSettings, denoise_chunk
-from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, TokenizerChoiceError
+from reverie.pretrain.frozen_tokenizer import frozen_tokenizer
 from reverie.pretrain.latent_dit import LatentDiT
 
 
@@ -107,12 +107,7 @@ class LatentDiffusionWorldModel(nn.Module, WorldModel):
     def __init__(self, config: LatentDiffusionConfig):
         super().__init__()
         check_config(config)
-        self.tokenizer = FrozenTokenizer(config.tokenizer)
-        if self.tokenizer.discrete:
-            raise TokenizerChoiceError(
-                f"tokenizer {self.tokenizer.record['model']} {self.tokenizer.record['model_id']}: discrete codes; "
-                "latent diffusion denoises continuous latents and needs a continuous bottleneck (ae, vae)"
-            )
+        self.tokenizer = frozen_tokenizer(config.tokenizer, discrete=False, why="latent diffusion denoises continuous latents")
         config.tokenizer = self.tokenizer.record  # the model folder then holds everything it needs
         self.config = config
         self.max_context = config.max_frames

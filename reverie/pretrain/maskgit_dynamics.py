@@ -58,7 +58,7 @@ from reverie.nn.model_folder import MODELS
 from reverie.nn.rotary import Rotation
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import ActionEmbedding
-from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, TokenizerChoiceError
+from reverie.pretrain.frozen_tokenizer import frozen_tokenizer
 from reverie.pretrain.token_world_model import init_gpt_weights
 from reverie.tokenizers.st_transformer import STBlock, STTransformer
 
@@ -166,12 +166,7 @@ class MaskGITDynamics(nn.Module, WorldModel):
     def __init__(self, config: MaskGITDynamicsConfig):
         super().__init__()
         check_config(config)
-        self.tokenizer = FrozenTokenizer(config.tokenizer)
-        if not self.tokenizer.discrete:
-            raise TokenizerChoiceError(
-                f"tokenizer {self.tokenizer.record['model']} {self.tokenizer.record['model_id']}: continuous latents; "
-                "the MaskGIT dynamics model predicts codes and needs a discrete bottleneck (fsq, vq, lfq)"
-            )
+        self.tokenizer = frozen_tokenizer(config.tokenizer, discrete=True, why="the MaskGIT dynamics model predicts codes")
         config.tokenizer = self.tokenizer.record  # the model folder then holds everything it needs
         self.config = config
         self.max_context = config.max_frames

@@ -55,7 +55,7 @@ from reverie.nn.model_folder import MODELS
 from reverie.nn.transformer import KeyValues, TransformerBlock
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import ActionEmbedding
-from reverie.pretrain.frozen_tokenizer import FrozenTokenizer, TokenizerChoiceError
+from reverie.pretrain.frozen_tokenizer import frozen_tokenizer
 
 REWARD_SIGNS = (-1.0, 0.0, 1.0)  # the reward head's classes
 
@@ -135,12 +135,7 @@ class TokenWorldModel(nn.Module, WorldModel):
     def __init__(self, config: TokenWorldModelConfig):
         super().__init__()
         check_config(config)
-        self.tokenizer = FrozenTokenizer(config.tokenizer)
-        if not self.tokenizer.discrete:
-            raise TokenizerChoiceError(
-                f"tokenizer {self.tokenizer.record['model']} {self.tokenizer.record['model_id']}: continuous latents; "
-                "the token world model predicts codes and needs a discrete bottleneck (fsq, vq, lfq)"
-            )
+        self.tokenizer = frozen_tokenizer(config.tokenizer, discrete=True, why="the token world model predicts codes")
         if config.top_k > self.tokenizer.codebook_size:
             raise TokenWorldModelError(f"top_k {config.top_k}: more than the tokenizer's {self.tokenizer.codebook_size} codes")
         config.tokenizer = self.tokenizer.record  # the model folder then holds everything it needs
