@@ -13,6 +13,12 @@ tokens; or "prepend", its own token before the frame's N (N + 1 tokens a frame),
 reproduction of Genie found essential for the actions to take hold. Frame 0 of a window has no
 action before it and gets a learned `no_action` embedding in its place.
 
+Actions. Genie trains on video without actions: with `latent_action_model: PATH`, a trained LAM
+(`reverie.pretrain.latent_actions`, frozen inside this model: `reverie.pretrain.frozen_latent_actions`)
+labels each training window from its frames, and any actions the shards hold are not read. Without
+it the batch's own `actions` are the labels (recorded actions, or latent actions written beside the
+frames).
+
 Transformer. Genie's ST-transformer (`reverie.tokenizers.st_transformer`): spatial attention
 within each frame, bidirectional; temporal attention over each token slot's frames, causal, so
 the logits of frame t depend on frames <= t only; 3D RoPE of (time, row, column), the prepended
@@ -58,6 +64,7 @@ from reverie.nn.model_folder import MODELS
 from reverie.nn.rotary import Rotation
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import ActionEmbedding
+from reverie.pretrain.frozen_latent_actions import FrozenLatentActions
 from reverie.pretrain.frozen_tokenizer import frozen_tokenizer
 from reverie.pretrain.token_world_model import init_gpt_weights
 from reverie.tokenizers.st_transformer import STBlock, STTransformer
@@ -71,6 +78,7 @@ class MaskGITDynamicsConfig:
     tokenizer: str | dict | None = None  # a discrete per-frame tokenizer's model folder; its record once built
     frame_size: list[int] = field(default_factory=lambda: [120, 120])  # (H, W); 30 x 30 codes of Genie's tokenizer
     num_actions: int = 8  # |A|, Genie's latent actions
+    latent_action_model: str | dict | None = None  # a LAM's model folder whose inferred actions label the training windows; its record once built
     action_conditioning: str = "add"  # "add": Genie's additive embedding; "prepend": a token of its own (Jasmine)
     width: int = 5120  # Genie's final model: 48 layers of width 5120 (see the module docstring for the heads)
     depth: int = 48
@@ -168,6 +176,7 @@ class MaskGITDynamics(nn.Module, WorldModel):
         check_config(config)
         self.tokenizer = frozen_tokenizer(config.tokenizer, discrete=True, why="the MaskGIT dynamics model predicts codes")
         config.tokenizer = self.tokenizer.record  # the model folder then holds everything it needs
+        self.latent_actions = None if config.latent_action_model is None else self.labelling_model(config)
         self.config = config
         self.max_context = config.max_frames
         self.grid = self.tokenizer.grid(*config.frame_size)
@@ -181,10 +190,20 @@ class MaskGITDynamics(nn.Module, WorldModel):
         self.transformer = STTransformer(config.width, config.depth, config.heads, config.mlp_ratio)
         self.code_head = nn.Linear(config.width, self.tokenizer.codebook_size)
         for name, module in self.named_children():
-            if name != "tokenizer":
+            if name not in ("tokenizer", "latent_actions"):
                 module.apply(init_gpt_weights)
         nn.init.normal_(self.no_action, std=0.02)
         self.rollout_state: Rollout | None = None
+
+    @staticmethod
+    def labelling_model(config: MaskGITDynamicsConfig) -> FrozenLatentActions:
+        latent_actions = FrozenLatentActions(config.latent_action_model)
+        if latent_actions.num_actions != config.num_actions:
+            raise MaskGITDynamicsError(
+                f"num_actions {config.num_actions}: the latent action model has {latent_actions.num_actions} codes; set num_actions to match"
+            )
+        config.latent_action_model = latent_actions.record
+        return latent_actions
 
     def rotations(self, frames: int, device: torch.device) -> tuple[Rotation, Rotation]:
         """The spatial rotation of a frame's tokens by (0, row, column), the prepended action token's
@@ -220,12 +239,16 @@ class MaskGITDynamics(nn.Module, WorldModel):
 
     def training_losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """The masked-code cross-entropy on a loader batch (frames, or a token shard's `tokens`, with
-        `actions` (B, T) int64, the last unused); `loss` is it."""
+        `actions` (B, T) int64, the last unused; with a latent action model, frames, whose latent
+        actions it infers in place of any the batch has); `loss` is it."""
         codes = self.batch_codes(batch)
         batch_size, frames, codes_per_frame = codes.shape
-        actions = self.batch_actions(batch, (batch_size, frames))
+        if self.latent_actions is not None:
+            actions = self.latent_actions.actions_of(batch)
+        else:
+            actions = self.batch_actions(batch, (batch_size, frames))[:, :-1]
         _, masked = draw_mask(batch_size, frames, codes_per_frame, device=codes.device)
-        tokens = self.masked_loss(codes, actions[:, :-1], masked)
+        tokens = self.masked_loss(codes, actions, masked)
         return {"tokens": tokens, "loss": tokens}
 
     def masked_loss(self, codes: torch.Tensor, actions: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
