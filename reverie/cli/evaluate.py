@@ -9,6 +9,13 @@ generative world model started from K real frames of each recorded episode windo
 recorded actions open-loop for N steps: per-step PSNR, SSIM and drift against the real frames,
 teacher-forced next-frame PSNR, reward and termination accuracy where it has heads, and sampling
 frames per second (`reverie.pretrain.rollout_evaluation`).
+
+`reverie evaluate genie MODEL_DIR EPISODE_SHARDS... --json FILE [--gif FILE]`: a Genie dynamics
+model (trained on its latent action model's labels) on recorded episodes: Genie's Delta_t PSNR at
+t = `--horizon` with a 95% interval, the NMI of latent and recorded actions beside a shuffled
+baseline, a linear probe's accuracy beside the majority class, the latent actions' codebook use and
+generated frames per second (`reverie.pretrain.genie_evaluation`); `--gif` adds a grid of the
+first window's start frame with each latent action held for `--gif-steps` steps.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     tokenizer.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when there is one)")
     tokenizer.set_defaults(evaluate=evaluate_tokenizer, counted="clips")
     add_rollout_parser(kinds)
+    add_genie_parser(kinds)
 
 
 def add_rollout_parser(kinds) -> None:
@@ -50,6 +58,21 @@ def add_rollout_parser(kinds) -> None:
     rollout.set_defaults(evaluate=evaluate_rollout, counted="windows")
 
 
+def add_genie_parser(kinds) -> None:
+    genie = kinds.add_parser("genie", help="a Genie model's controllability and its latent actions against the recorded ones", description=__doc__)
+    genie.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a maskgit_dynamics model folder trained with a latent action model")
+    genie.add_argument("shards", nargs="+", metavar="EPISODE_SHARDS", help="recorded episode shard files (with actions), folders of them, or globs")
+    genie.add_argument("--json", type=Path, required=True, metavar="FILE", help="where the report goes (written whole)")
+    genie.add_argument("--horizon", type=int, default=4, metavar="T", help="generated frames per window, Delta_t PSNR at the last (default 4, Genie's)")
+    genie.add_argument("--max-windows", type=int, metavar="N", help="windows of 1 + T frames at most (default: every one of the shards)")
+    genie.add_argument("--batch-size", type=int, default=16, metavar="B", help="windows generated together (default 16)")
+    genie.add_argument("--seed", type=int, default=0, help="seed of the sampling and the random latent actions (default 0)")
+    genie.add_argument("--gif", type=Path, metavar="FILE", help="also write the latent-action grid of the first window's start frame")
+    genie.add_argument("--gif-steps", type=int, default=8, metavar="N", help="steps each latent action is held in the grid (default 8)")
+    genie.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when there is one)")
+    genie.set_defaults(evaluate=evaluate_genie, counted="windows")
+
+
 def evaluate_tokenizer(args: argparse.Namespace) -> dict:
     from reverie.tokenizers.evaluate import evaluate_tokenizer  # torch loads only for this command
 
@@ -62,6 +85,19 @@ def evaluate_rollout(args: argparse.Namespace) -> dict:
     return evaluate_rollout(
         args.model_dir, args.shards, args.context, args.steps, args.max_episodes, args.seed, args.device, batch_size=args.batch_size
     )
+
+
+def evaluate_genie(args: argparse.Namespace) -> dict:
+    from reverie.planning.control import write_gif  # torch loads only for this command
+    from reverie.pretrain.genie_evaluation import evaluate_genie, genie_model, latent_action_panels
+
+    model = genie_model(args.model_dir)
+    report = evaluate_genie(model, args.shards, args.horizon, args.max_windows, args.seed, args.device, args.batch_size) | {"model_dir": str(args.model_dir)}
+    if args.gif:
+        panels = latent_action_panels(model, report["shards"], args.gif_steps, args.seed)
+        write_gif(args.gif, [panels[row : row + 4] for row in range(0, len(panels), 4)], fps=4)
+        report["gif"] = str(args.gif)
+    return report
 
 
 def run(args: argparse.Namespace) -> int:
