@@ -1,10 +1,12 @@
 """Genie's dynamics model trained on a frozen latent action model's labels [18]: it reads no actions
 from the batch, the LAM does not move while it trains, its folder carries the LAM, and a LAM that
-does not fit is named."""
+does not fit is named; the chain LAM then dynamics through `reverie train` on video without actions."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ from reverie.nn.model_folder import load_model_folder, save_model_folder
 from reverie.pretrain.frozen_latent_actions import LatentActionChoiceError
 from reverie.pretrain.latent_actions import LatentActionModel, LatentActionModelConfig
 from reverie.pretrain.maskgit_dynamics import MaskGITDynamics, MaskGITDynamicsConfig, MaskGITDynamicsError, draw_mask
-from tiny_tokenizers import FSQ, per_frame_tokenizer, sliding_square
+from tiny_tokenizers import FSQ, clip_shard, per_frame_tokenizer, sliding_square
+from training_runs import metric_rows, train_config_briefly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -105,3 +108,16 @@ def test_a_lam_that_does_not_fit_is_named(folders):
     codes = model.tokenizer.encode(square_frames())
     with pytest.raises(LatentActionChoiceError, match="labels frames; train the dynamics model on frame shards"):
         model.training_losses({"tokens": codes})
+
+
+def test_the_lam_then_the_dynamics_model_train_through_reverie_train_on_video_without_actions(folders, tmp_path):
+    tokenizer, _ = folders
+    video = clip_shard(tmp_path / "video" / "clips-000000.tar", clips=4, frames=5, size=(32, 48))  # no actions, as `reverie ingest` writes
+    lam_run = train_config_briefly(CONFIGS / "lam_tiny.yaml", tmp_path / "lam", f"data.shards={video.parent}", steps=3)
+    exported = subprocess.run([sys.executable, "-m", "reverie.cli.main", "export", str(lam_run), "--out", str(tmp_path / "lam_model"), "--no-ema"],
+                              capture_output=True, text=True)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    overrides = [f"data.shards={video.parent}", f"model.tokenizer={tokenizer}", f"model.latent_action_model={tmp_path / 'lam_model'}"]
+    run_dir = train_config_briefly(CONFIGS / "dynamics_tiny.yaml", tmp_path / "dynamics", *overrides, steps=3)
+    rows = metric_rows(run_dir)
+    assert [int(row["step"]) for row in rows] == [1, 2, 3] and all(np.isfinite(float(row["tokens"])) for row in rows)

@@ -48,7 +48,7 @@ def genie(tmp_path_factory) -> Path:
     dynamics = yaml_fields("dynamics_tiny.yaml") | {"tokenizer": str(tokenizer), "max_frames": 6}
     torch.manual_seed(0)
     save_model_folder(MaskGITDynamics(MaskGITDynamicsConfig(**dynamics | {"latent_action_model": str(lam)})), root / "genie")
-    save_model_folder(MaskGITDynamics(MaskGITDynamicsConfig(**dynamics)), root / "no_lam")
+    save_model_folder(MaskGITDynamics(MaskGITDynamicsConfig(**dynamics | {"latent_action_model": None})), root / "no_lam")
     return root
 
 

@@ -43,11 +43,12 @@ def tokenizer_folder(tmp_path_factory) -> Path:
 
 
 def tiny(tokenizer_folder: Path, **fields) -> MaskGITDynamics:
-    """The model of dynamics_tiny.yaml on the tiny tokenizer, with `fields` over its YAML's."""
+    """The model of dynamics_tiny.yaml on the tiny tokenizer, labelled by its batches' own actions
+    (no latent action model), with `fields` over its YAML's."""
     config = OmegaConf.to_container(OmegaConf.load(TINY).model)
     config.pop("name")
     torch.manual_seed(0)
-    return MaskGITDynamics(MaskGITDynamicsConfig(**config | {"tokenizer": str(tokenizer_folder)} | fields))
+    return MaskGITDynamics(MaskGITDynamicsConfig(**config | {"tokenizer": str(tokenizer_folder), "latent_action_model": None} | fields))
 
 
 def square_frames(batch: int = 4, frames: int = 4) -> torch.Tensor:
@@ -263,12 +264,17 @@ def test_the_genie_config_builds_at_full_size_on_the_meta_device_and_takes_a_ste
     fields = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "tokenizers" / "genie_st_vivit.yaml").model)
     tokenizer_class = MODELS.get(fields.pop("name"))
     record = {"model": tokenizer_class.registry_name, "config": dataclasses.asdict(tokenizer_class.config_class(**fields)), "model_id": "sha256:meta"}
+    fields = OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "genie" / "lam_genie.yaml").model)
+    lam_class = MODELS.get(fields.pop("name"))
+    lam_record = {"model": lam_class.registry_name, "config": dataclasses.asdict(lam_class.config_class(**fields)), "model_id": "sha256:meta"}
     fields = OmegaConf.to_container(OmegaConf.load(GENIE).model)
     model_class = MODELS.get(fields.pop("name"))
     with torch.device("meta"):  # about 80 GB of float32 weights: shapes only
-        model = model_class(MaskGITDynamicsConfig(**fields | {"tokenizer": record}))
+        model = model_class(MaskGITDynamicsConfig(**fields | {"tokenizer": record, "latent_action_model": lam_record}))
         assert model.grid == (30, 30) and model.tokenizer.codebook_size == 1024 and len(model.schedule) == 25
-        assert 19e9 < sum(p.numel() for name, p in model.named_parameters() if not name.startswith("tokenizer.")) < 21e9
+        assert model.latent_actions.num_actions == 8
+        own = [p.numel() for name, p in model.named_parameters() if not name.startswith(("tokenizer.", "latent_actions."))]
+        assert 19e9 < sum(own) < 21e9
         codes = torch.zeros(1, 16, 900, dtype=torch.int64)
         _, masked = draw_mask(1, 16, 900, device="meta")
         loss = model.masked_loss(codes, torch.zeros(1, 15, dtype=torch.int64), masked)
