@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reverie.cli import agent, evaluate, export, export_lerobot, ingest, inspect, listing, plan, record, submit, train
+from reverie.cli import agent, evaluate, export, export_lerobot, ingest, inspect, listing, plan, play, record, submit, train
 from reverie.cli import tokenize
 
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "inspect": inspect,
     "evaluate": evaluate,
     "plan": plan,
+    "play": play,
     "agent": agent,
     "list": listing,
 }
