@@ -18,12 +18,16 @@ whole clip trains in one pass: E's output at frame t + 1 depends on x_{1..t+1} o
 frame t on x_{1..t} and a_{1..t} only.
 
 Encoder: each frame is cut into p x p patches (`patch_size`; Genie's LAM: 16), each patch linearly
-embedded, then the ST-transformer; the outputs at frame t + 1, averaged over its patches and
-projected to the code width D (`latent_dim`), are a~_t. Decoder: the frames x_1 .. x_{T-1}
+embedded, and one learned action token added to every frame's patches (as Jafar's LAM does), then
+the ST-transformer; the action token's output at frame t + 1, projected to the code width D
+(`latent_dim`), is a~_t. Attention lets it read the few patches where the frames differ, which an
+average over all patches would dilute. Decoder: the frames x_1 .. x_{T-1}
 embedded the same way, each of frame t's patches plus a linear projection of a_t, an
 ST-transformer, and a linear map of each token to its p x p x 3 patch through a sigmoid (frames in
 [0, 1], as in the ST-ViViT tokenizer); its output at frame t is x^_{t+1}. The quantizer is
-`reverie.nn.quantizers`' "vq" (EMA codebook, commitment term).
+`reverie.nn.quantizers`' "vq" (EMA codebook, commitment term), by default with cosine similarity
+(codes and latents l2-normalised, as in Jafar's LAM), so the choice of code turns on a latent's
+direction and not on its scale.
 
 Input. Genie trains the LAM on pixels, which its ablations found better for controllability than
 the video tokenizer's tokens ("pixel-input" vs "token-input" LAM); pixels are the default here. With `input:
@@ -41,7 +45,7 @@ step is a micro-batch.
 Sizes (the paper's Appendix, latent action model): encoder and decoder each 20 ST blocks of width
 1024 with 16 heads, 8 codes of dimension 32, patch size 16; `configs/genie/lam_genie.yaml`. Not from
 the paper: the MLP ratio (4), the position encoding (3D RoPE), how E's outputs become one latent
-per transition (a mean over the frame's patches) and how D takes the action (added to every patch
+per transition (an action token per frame) and how D takes the action (added to every patch
 embedding of its frame), the dead-code rule and its 50 steps.
 """
 
@@ -51,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange, reduce
+from einops import rearrange
 from torch import nn
 
 from reverie.nn.model_folder import MODELS
@@ -79,6 +83,7 @@ class LatentActionModelConfig:
     latent_dim: int = 32  # D, the width of a latent action; Genie's 32
     num_actions: int = 8  # |A|, the codebook size; Genie's 8
     commitment_weight: float = 0.25  # beta
+    cosine_similarity: bool = True  # codes and latents l2-normalised before the nearest is taken (Jafar's LAM); False: Euclidean
     codebook_decay: float = 0.99  # gamma of the VQ's moving averages
     reset_after_steps: int = 50  # restart codes no transition took for this many training batches; 0: never
 
@@ -125,9 +130,11 @@ class LatentActionModel(nn.Module):
         self.tokenizer = self.token_input(config) if config.input == "tokens" else None
         self.encoder_embedding = self.input_embedding(config.encoder_width)
         self.encoder = STTransformer(config.encoder_width, config.encoder_depth, config.encoder_heads, config.mlp_ratio)
+        self.action_query = nn.Parameter(torch.randn(config.encoder_width) * 0.02)  # one more token a frame, read out as its latent action
         self.to_latent = nn.Linear(config.encoder_width, config.latent_dim)
         self.quantizer = build_quantizer(
-            "vq", config.latent_dim, codebook_size=config.num_actions, commitment_weight=config.commitment_weight, decay=config.codebook_decay
+            "vq", config.latent_dim, codebook_size=config.num_actions, commitment_weight=config.commitment_weight, decay=config.codebook_decay,
+            cosine_similarity=config.cosine_similarity,
         )
         # a restarted code starts as one transition's worth of the codebook's moving averages; the
         # library's default (its EMA dead-code threshold, 0 here) would zero the code at the next update
@@ -176,9 +183,10 @@ class LatentActionModel(nn.Module):
     def encode(self, inputs: torch.Tensor) -> torch.Tensor:
         """Inputs of T frames (`frame_inputs`) -> the continuous latent actions a~ (B, T - 1, D);
         a~_t, of the transition from frame t to t + 1, depends on frames 1 .. t + 1 only."""
-        tokens = self.encoder(self.encoder_embedding(inputs))  # (B, T, h, w, encoder_width)
-        next_frames = reduce(tokens[:, 1:], "b t h w d -> b t d", "mean")
-        return self.to_latent(next_frames)
+        embedded = self.encoder_embedding(inputs)  # (B, T, h, w, encoder_width)
+        queries = self.action_query.expand(embedded.shape[0], embedded.shape[1], -1)  # (B, T, encoder_width)
+        _, read = self.encoder.with_frame_tokens(embedded, queries)
+        return self.to_latent(read[:, 1:])
 
     def quantize(self, latent_actions: torch.Tensor) -> Quantized:
         """a~ (B, T - 1, D) -> the chosen codes' vectors (B, D, T - 1), the codes (B, T - 1), the VQ's terms."""

@@ -22,7 +22,7 @@ frames).
 Transformer. Genie's ST-transformer (`reverie.tokenizers.st_transformer`): spatial attention
 within each frame, bidirectional; temporal attention over each token slot's frames, causal, so
 the logits of frame t depend on frames <= t only; 3D RoPE of (time, row, column), the prepended
-action token at row -1, column -1 (one step before the grid's corner). A linear head maps each
+action token at row -1, column -1 (one step before the grid's corner; `STTransformer.with_frame_tokens`). A linear head maps each
 code token to K logits.
 
 Training (Genie, Sec. 2.1): per sample a mask ratio r ~ U(0.5, 1); each code of frames 1 .. T - 1
@@ -59,9 +59,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from reverie.nn.attention_masks import block_causal_mask
 from reverie.nn.model_folder import MODELS
-from reverie.nn.rotary import Rotation
 from reverie.nn.world_model import ContextError, WorldModel, WorldStep, check_context
 from reverie.pretrain.action_tokens import ActionEmbedding
 from reverie.pretrain.frozen_latent_actions import FrozenLatentActions
@@ -205,37 +203,17 @@ class MaskGITDynamics(nn.Module, WorldModel):
         config.latent_action_model = latent_actions.record
         return latent_actions
 
-    def rotations(self, frames: int, device: torch.device) -> tuple[Rotation, Rotation]:
-        """The spatial rotation of a frame's tokens by (0, row, column), the prepended action token's
-        at (0, -1, -1), and the temporal one by (time, 0, 0)."""
-        rows, columns = torch.meshgrid(torch.arange(self.grid[0], device=device), torch.arange(self.grid[1], device=device), indexing="ij")
-        spatial = rearrange(torch.stack([torch.zeros_like(rows), rows, columns], dim=-1), "h w coordinate -> (h w) coordinate")
-        if self.prepend:
-            spatial = torch.cat([torch.tensor([[0, -1, -1]], device=device), spatial])
-        times = torch.arange(frames, device=device)
-        temporal = torch.stack([times, torch.zeros_like(times), torch.zeros_like(times)], dim=-1)
-        rotary = self.transformer.rotary
-        dtype = rotary.frequencies.dtype
-        return rotary.rotation(spatial[None].to(dtype)), rotary.rotation(temporal[None].to(dtype))
-
     def logits(self, codes: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Codes (B, T, N), [MASK] where hidden, and the T - 1 actions between the frames (B, T - 1)
         -> logits (B, T, N, K); those of frame t depend on frames <= t and actions < t only."""
-        frames = codes.shape[1]
-        tokens = self.code_embedding(codes)  # (B, T, N, width)
+        tokens = rearrange(self.code_embedding(codes), "b t (h w) d -> b t h w d", h=self.grid[0])  # (B, T, h, w, width)
         before_first = self.no_action.expand(codes.shape[0], 1, -1)
         action_tokens = torch.cat([before_first, self.action_embedding(actions)], dim=1)  # (B, T, width): a_{t-1} for frame t
         if self.prepend:
-            tokens = torch.cat([rearrange(action_tokens, "b t d -> b t 1 d"), tokens], dim=2)  # (B, T, 1 + N, width)
+            hidden, _ = self.transformer.with_frame_tokens(tokens, action_tokens)
         else:
-            tokens = tokens + rearrange(action_tokens, "b t d -> b t 1 d")
-        spatial_rotation, temporal_rotation = self.rotations(frames, codes.device)
-        causal_mask = block_causal_mask(frames, 1, device=codes.device)
-        tokens = rearrange(tokens, "b t l d -> b t 1 l d")  # one row of L tokens: the ST blocks attend over (h w) = L
-        for block in self.transformer.blocks:
-            tokens = block(tokens, spatial_rotation, temporal_rotation, causal_mask)
-        hidden = rearrange(self.transformer.norm(tokens), "b t 1 l d -> b t l d")
-        return self.code_head(hidden[:, :, int(self.prepend) :])
+            hidden = self.transformer(tokens + rearrange(action_tokens, "b t d -> b t 1 1 d"))
+        return self.code_head(rearrange(hidden, "b t h w d -> b t (h w) d"))
 
     def training_losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """The masked-code cross-entropy on a loader batch (frames, or a token shard's `tokens`, with

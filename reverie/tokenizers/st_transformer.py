@@ -72,17 +72,17 @@ class STTransformer(nn.Module):
         self.rotary = Rotary3D(width // heads)
         self.norm = nn.LayerNorm(width, eps=norm_eps)
 
-    def rotations(self, frames: int, height: int, width: int, device: torch.device) -> tuple[Rotation, Rotation]:
-        """The spatial rotation, by (0, row, column), and the temporal one, by (time, 0, 0)."""
+    def rotations(self, frames: int, height: int, width: int, device: torch.device, frame_token: bool = False) -> tuple[Rotation, Rotation]:
+        """The spatial rotation, by (0, row, column), and the temporal one, by (time, 0, 0); with
+        `frame_token`, a frame's extra token first, at (0, -1, -1), one step before the grid's corner."""
         rows, columns = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+        spatial = rearrange(torch.stack([torch.zeros_like(rows), rows, columns], dim=-1), "h w coordinate -> (h w) coordinate")
+        if frame_token:
+            spatial = torch.cat([torch.tensor([[0, -1, -1]], device=device), spatial])
         times = torch.arange(frames, device=device)
-        spatial = torch.stack([torch.zeros_like(rows), rows, columns], dim=-1)
         temporal = torch.stack([times, torch.zeros_like(times), torch.zeros_like(times)], dim=-1)
         dtype = self.rotary.frequencies.dtype
-        return (
-            self.rotary.rotation(rearrange(spatial, "h w coordinate -> 1 (h w) coordinate").to(dtype)),
-            self.rotary.rotation(rearrange(temporal, "t coordinate -> 1 t coordinate").to(dtype)),
-        )
+        return self.rotary.rotation(spatial[None].to(dtype)), self.rotary.rotation(temporal[None].to(dtype))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (B, T, h, w, width) -> (B, T, h, w, width); the output at frame t depends on frames <= t only."""
@@ -92,3 +92,16 @@ class STTransformer(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, spatial_rotation, temporal_rotation, causal_mask)
         return self.norm(tokens)
+
+    def with_frame_tokens(self, tokens: torch.Tensor, frame_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, T, h, w, width) and one more token per frame (B, T, width), attended with its
+        frame's tokens as one row of 1 + h w (Genie's action token) -> (the grid's outputs (B, T, h,
+        w, width), the frame tokens' (B, T, width)); outputs at frame t depend on frames <= t only."""
+        frames, height, width = tokens.shape[1:4]
+        spatial_rotation, temporal_rotation = self.rotations(frames, height, width, tokens.device, frame_token=True)
+        causal_mask = block_causal_mask(frames, 1, device=tokens.device)
+        row = torch.cat([frame_tokens[:, :, None], rearrange(tokens, "b t h w d -> b t (h w) d")], dim=2)[:, :, None]  # (B, T, 1, 1 + h w, width)
+        for block in self.blocks:
+            row = block(row, spatial_rotation, temporal_rotation, causal_mask)
+        row = self.norm(row)[:, :, 0]
+        return rearrange(row[:, :, 1:], "b t (h w) d -> b t h w d", h=height), row[:, :, 0]
