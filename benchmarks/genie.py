@@ -75,11 +75,13 @@ def train_config(model: dict, shards: list[str], steps: int, window: int, batch_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1200, help="training steps of the LAM and each dynamics model (batch 8 of 8-frame windows)")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps of the LAM (batch 8 of 8-frame windows)")
+    parser.add_argument("--dynamics-steps", type=int, help="training steps of each dynamics model (default: --steps)")
     parser.add_argument("--tokenizer-steps", type=int, default=800, help="training steps of the tokenizer (batch 8 of 2-frame windows)")
     parser.add_argument("--windows", type=int, default=128, help="held-out windows per game")
     parser.add_argument("--out", type=Path, default=DATA / "genie")
     args = parser.parse_args()
+    args.dynamics_steps = args.dynamics_steps or args.steps
     torch.set_num_threads(2)
     data = generated_once(DATA / "genie_atari", record_games, "Atari episodes of three games")
     train_shards = [str(data / name / "train" / "shards" / "*.tar") for name in GAMES]
@@ -92,8 +94,9 @@ def main() -> None:
     results, models = {}, {}
     for conditioning in CONDITIONINGS:
         fields = DYNAMICS | {"tokenizer": str(tokenizer), "latent_action_model": str(lam), "action_conditioning": conditioning}
-        folder, seconds[conditioning] = train_and_export(train_config(fields, train_shards, args.steps, WINDOW, BATCH), out, f"dynamics_{conditioning}")
-        losses[conditioning] = loss_curve(out / "runs" / f"dynamics_{conditioning}", "tokens")
+        slug = f"dynamics_{conditioning}_{args.dynamics_steps}"
+        folder, seconds[conditioning] = train_and_export(train_config(fields, train_shards, args.dynamics_steps, WINDOW, BATCH), out, slug)
+        losses[conditioning] = loss_curve(out / "runs" / slug, "tokens")
         models[conditioning] = load_model_folder(folder).eval()
         results[conditioning] = {name: evaluate_genie(models[conditioning], shards, max_windows=args.windows, device="cpu", progress=False)
                                  for name, shards in held_out.items()}  # fmt: skip
@@ -128,7 +131,7 @@ def report(results: dict, seconds: dict, losses: dict, train_frames: dict, args)
     write_json(RESULTS / "genie.json", {
         "data": {"games": {name: game for name, (game, _) in GAMES.items()}, "size": SIZE, "clip_frames": CLIP_FRAMES, "training_frames": train_frames,
                  "held_out_episodes_per_game": HELD_OUT_EPISODES, "held_out_seed": HELD_OUT_SEED, "actions_in_training": False},
-        "budget": {"steps": args.steps, "tokenizer_steps": args.tokenizer_steps, "batch_size": BATCH, "window": WINDOW, "lr": LR, "torch_threads": 2},
+        "budget": {"lam_steps": args.steps, "dynamics_steps": args.dynamics_steps, "tokenizer_steps": args.tokenizer_steps, "batch_size": BATCH, "window": WINDOW, "lr": LR, "torch_threads": 2},
         "models": {"tokenizer": TOKENIZER, "lam": LAM, "dynamics": DYNAMICS},
         "results": results, "mean_delta_psnr": mean_delta,
         "training": {"seconds": seconds, "loss_first_5": {name: mean(curve[:5]) for name, curve in losses.items()},
