@@ -38,11 +38,11 @@ from reverie.nn.model_folder import load_model_folder
 from reverie.planning.control import write_gif
 from reverie.pretrain.genie_evaluation import evaluate_genie, latent_action_panels
 from reverie.shards.manifest import read_manifest
-from world_models import loss_curve, mean
+from world_models import LR, loss_curve, mean, train_config
 
 GAMES = {"breakout": ("ALE/Breakout-v5", 100), "pong": ("ALE/Pong-v5", 20), "spaceinvaders": ("ALE/SpaceInvaders-v5", 30)}  # name -> (id, episodes)
 HELD_OUT_EPISODES, HELD_OUT_SEED, SIZE, CLIP_FRAMES = 4, 10_000, 64, 32
-WINDOW, BATCH, LR, GRID_STEPS = 8, 8, 1e-3, 8
+WINDOW, BATCH, GRID_STEPS = 8, 8, 8
 TOKENIZER = dict(name="causal_video_autoencoder", temporal_compression=1, spatial_compression=8, patcher="none", channels=16,
                  channel_multipliers=[1, 2, 2, 2], num_res_blocks=1, mid_attention=False, l1_weight=0.0, mse_weight=1.0, latent_channels=8,
                  bottleneck="vq", quantizer={"codebook_size": 512, "codebook_dim": 8, "cosine_similarity": True, "dead_code_threshold": 0.5})  # fmt: skip
@@ -59,18 +59,6 @@ def record_games(folder: Path) -> None:
             command = [sys.executable, "-m", "reverie.cli.main", "record", game, "--episodes", str(count), "--out", str(folder / name / split),
                        "--seed", str(seed), "--size", str(SIZE), "--square", "--clip-frames", str(CLIP_FRAMES), "--format", "npy"]  # fmt: skip
             subprocess.run(command, check=True)
-
-
-def train_config(model: dict, shards: list[str], steps: int, window: int, batch_size: int) -> dict:
-    return {
-        "task": "model",
-        "model": model,
-        "data": {"shards": shards, "window": window, "batch_size": batch_size, "num_workers": 0},
-        "trainer": {"max_steps": steps, "accelerator": "cpu", "devices": 1, "log_every_n_steps": 10},
-        "optim": {"lr": LR, "warmup_steps": 50},
-        "ema": None,
-        "checkpoint": {"every_n_steps": steps, "keep": 1},
-    }
 
 
 def main() -> None:

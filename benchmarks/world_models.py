@@ -87,7 +87,7 @@ def record_episodes(folder: Path) -> None:
         subprocess.run(command, check=True)
 
 
-def train_config(model: dict, shards: str, steps: int, window: int = WINDOW, batch_size: int = BATCH) -> dict:
+def train_config(model: dict, shards: str | list[str], steps: int, window: int = WINDOW, batch_size: int = BATCH) -> dict:
     return {
         "task": "model",
         "model": model,

@@ -112,7 +112,7 @@ def latent_action_grid(model: MaskGITDynamics, frame: torch.Tensor, steps: int, 
 
 def latent_action_panels(model: MaskGITDynamics, shards: Sequence[str], steps: int, seed: int = 0) -> list[np.ndarray]:
     """The grid of the shards' first window's start frame as |A| panels (1 + steps, H, W, 3) uint8, one per latent action."""
-    frame = next(genie_windows(shard_files(shards), 1, 1, [])).frames[0].to(model.code_head.weight.device)
+    frame = first_window(shard_files(shards), 1).frames[0].to(model.code_head.weight.device)
     grid = latent_action_grid(model, frame, steps, seed)
     return list((grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy())
 
@@ -173,12 +173,13 @@ def evaluate_genie(
         "linear_probe": linear_probe(latents[train], labels[train], latents[~train], labels[~train]),
         "codes_by_true_action": joint_counts(codes, labels).long().tolist(),
         "latent_action_use": codebook_use(codes, model.config.num_actions),
-        "generated_frames_per_second": generated / seconds, "frames_per_second_batch_1": batch_one_fps(model, psnr_window(shard_paths, horizon), seed, device),
+        "generated_frames_per_second": generated / seconds, "frames_per_second_batch_1": batch_one_fps(model, first_window(shard_paths, horizon), seed, device),
         "skipped": skipped,
     }  # fmt: skip
 
 
-def psnr_window(shards: Sequence[str], horizon: int) -> EpisodeWindow:
+def first_window(shards: Sequence[str], horizon: int) -> EpisodeWindow:
+    """The first window of 1 + horizon frames of the shards."""
     return next(genie_windows(shards, horizon, 1, []))
 
 
