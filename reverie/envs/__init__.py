@@ -9,7 +9,9 @@ makes one of these envs:
 - `reverie/CartpoleSwingup-v0`: the continuous cart-pole swing-up of PETS [9] (`cartpole_swingup`);
 - `reverie/PilcoCartpole-v0`: PILCO's cart-pole swing-up [3] (`pilco_cartpole`);
 - `reverie/ReacherJoints-v0`: MuJoCo's Reacher arm under a joint-position controller
-  (`reacher_joints`), the quickstart's robot.
+  (`reacher_joints`), the quickstart's robot;
+- `reverie/WorldModel-v0`: a learned simulator, any generative world model's folder stepped as an
+  env (`learned`), with a batched vector env behind `gym.make_vec`.
 """
 
 import os
@@ -28,6 +30,7 @@ ENVS = {  # id: (entry point, gym.register keywords)
     "reverie/CartpoleSwingup-v0": ("reverie.envs.cartpole_swingup:CartpoleSwingupEnv", {"max_episode_steps": 200}),
     "reverie/PilcoCartpole-v0": ("reverie.envs.pilco_cartpole:PilcoCartpoleEnv", {"max_episode_steps": 40}),
     "reverie/ReacherJoints-v0": ("reverie.envs.reacher_joints:ReacherJointsEnv", {"max_episode_steps": 50}),
+    "reverie/WorldModel-v0": ("reverie.envs.learned:WorldModelEnv", {"max_episode_steps": 1000, "vector_entry_point": "reverie.envs.learned:WorldModelVectorEnv"}),
 }
 
 for env_id, (entry_point, keywords) in ENVS.items():

@@ -4,7 +4,8 @@ model configs and the play loop, read from the config's fields, not from a list 
     frame size      config.frame_size [H, W]  (pixel, latent, token models; maskgit_dynamics)
                     config.height, config.width  (last_frame_world_model)
     action space    config.num_actions -> discrete |A|  (Genie's latent actions, maskgit_dynamics)
-                    config.action_space {"kind": "discrete", "n": N} or {"kind": "multi_discrete", "nvec": [...]}
+                    config.action_space {"kind": "discrete", "n": N}, {"kind": "multi_discrete", "nvec": [...]}
+                    or {"kind": "continuous", "dim": D} (kept for the learned env, refused by play)
                     config.actions false (a token model trained on video alone) -> none: step(None)
                     none of these (last_frame_world_model) -> none: step(zeros), which it ignores
 
@@ -12,7 +13,9 @@ Play takes one integer action a step, an index in [0, count). A multi-discrete s
 (n_0, .., n_{K-1}) is played as the one discrete space of its n_0 * .. * n_{K-1} joint actions,
 index i standing for the components `numpy.unravel_index(i, nvec)` (the first component the most
 significant), so `--actions`, `--idle-action` and the keys take joint indices. A continuous space
-cannot be played from keys and is refused. A model without actions has one action, index 0.
+cannot be played from keys and is refused by `load_playable`; `playable_of` keeps it for the
+learned gymnasium env (`reverie.envs.learned`), which steps with vectors. A model without actions
+has one action, index 0.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class Playable:
     model: WorldModel
     name: str  # the registry name, e.g. pixel_diffusion_world_model
     frame_size: tuple[int, int]  # (H, W)
-    kind: str  # discrete, multi_discrete or none
+    kind: str  # discrete, multi_discrete, continuous (the learned env only) or none
     nvec: tuple[int, ...]  # the sizes of the components: (n,) for discrete, () for none
     steps_without_action: bool = False  # True: step(None) (trained without actions); False: step(codes)
 
@@ -76,21 +79,31 @@ def load_playable(folder: str | Path, device: str) -> Playable:
         model = load_model_folder(folder)
     except (FileNotFoundError, ValueError) as error:  # ModelFolderError, or a config its model refuses
         raise PlayError(str(error)) from error
+    playable = playable_of(model, str(folder), device)
+    if playable.kind == "continuous":
+        raise PlayError(f"{playable.name}: action_space {model.config.action_space}: play takes discrete or multi-discrete actions from keys, not a continuous space")
+    return playable
+
+
+def playable_of(model, where: str, device: str) -> Playable:
+    """A loaded model (`where` names it in messages: its folder) as a Playable on `device`; PlayError
+    when it is not a world model. A continuous action space is kept (kind "continuous", nvec
+    (dim,)) for callers that step with vectors; `load_playable` refuses it."""
     name = model.registry_name
     if not isinstance(model, WorldModel):
-        raise PlayError(f"{folder}: its model {name} is not a world model (it has no start/step); play needs a world model's folder")
+        raise PlayError(f"{where}: its model {name} is not a world model (it has no start/step); play needs a world model's folder")
     config = model.config
     kind, nvec, without = action_space_of(name, config)
-    return Playable(model.to(device), name, frame_size_of(folder, name, config), kind, nvec, without)
+    return Playable(model.to(device), name, frame_size_of(where, name, config), kind, nvec, without)
 
 
-def frame_size_of(folder: Path, name: str, config) -> tuple[int, int]:
+def frame_size_of(where: str, name: str, config) -> tuple[int, int]:
     if hasattr(config, "frame_size"):
         height, width = config.frame_size
     elif hasattr(config, "height") and hasattr(config, "width"):
         height, width = config.height, config.width
     else:
-        raise PlayError(f"{folder}: {name}'s config has no frame_size (or height and width); play cannot tell the size of its frames")
+        raise PlayError(f"{where}: {name}'s config has no frame_size (or height and width); play cannot tell the size of its frames")
     return int(height), int(width)
 
 
@@ -107,5 +120,7 @@ def action_space_of(name: str, config) -> tuple[str, tuple[int, ...], bool]:
         return "discrete", (int(space["n"]),), False
     if space.get("kind") == "multi_discrete":
         return "multi_discrete", tuple(int(n) for n in space["nvec"]), False
-    raise PlayError(f"{name}: action_space {space}: play takes discrete or multi-discrete actions from keys, not a {space.get('kind')} space")
+    if space.get("kind") == "continuous":
+        return "continuous", (int(space["dim"]),), False
+    raise PlayError(f"{name}: action_space {space}: not a discrete, multi-discrete or continuous space")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from einops import rearrange
@@ -64,8 +64,9 @@ def starts_episode(raw: dict) -> bool:
         return False  # a sample whose JSON cannot be read is no start; decoding would refuse it too
 
 
-def shard_frame(shards: Sequence[str | Path], frame_size: tuple[int, int]) -> StartFrame:
-    """The first frame of the first episode of `shards`; PlayError naming the shards when there is none."""
+def episode_starts(shards: Sequence[str | Path], frame_size: tuple[int, int]) -> Iterator[StartFrame]:
+    """The first frame of each episode of `shards`, in order; damaged clips are passed over, and
+    PlayError names a shard that holds latents or tokens, or shards that cannot be read."""
     try:
         for shard in shard_files(shards):
             for raw in samples_of(shard):
@@ -76,12 +77,18 @@ def shard_frame(shards: Sequence[str | Path], frame_size: tuple[int, int]) -> St
                 except BadSampleError:
                     continue  # a damaged clip: the next episode's start will do
                 if "frames" not in sample:
-                    raise PlayError(f"{shard}: sample {sample['key']} holds latents or tokens, not frames; give frame or episode shards to --start")
+                    raise PlayError(f"{shard}: sample {sample['key']} holds latents or tokens, not frames; give frame or episode shards to start from")
                 first = (rearrange(sample["frames"][0], "c h w -> h w c") * 255).round().byte().numpy()
                 frame, resized_from = fit(Image.fromarray(first), frame_size)
-                return StartFrame(frame, {"shard": shard, "key": sample["key"]}, resized_from)
+                yield StartFrame(frame, {"shard": shard, "key": sample["key"]}, resized_from)
     except TokenizerEvaluationError as error:
         raise PlayError(f"--start: {error}") from error
+
+
+def shard_frame(shards: Sequence[str | Path], frame_size: tuple[int, int]) -> StartFrame:
+    """The first frame of the first episode of `shards`; PlayError naming the shards when there is none."""
+    for start in episode_starts(shards, frame_size):
+        return start
     raise PlayError(f"--start {' '.join(map(str, shards))}: no readable clip that starts an episode")
 
 
