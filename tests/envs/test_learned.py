@@ -1,19 +1,22 @@
 """The learned simulator `reverie/WorldModel-v0`: gymnasium's env checker, seeded determinism, actions
-that matter, the batched vector env (one model call a step, next-step autoreset), and clear errors."""
+that matter, the batched vector env (one model call a step, next-step autoreset), rewards and
+terminations from a model's heads, and clear errors."""
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 import reverie.envs  # noqa: F401  (registers reverie/WorldModel-v0)
 from reverie.envs.learned import WorldModelVectorEnv
 from reverie.envs.learned_worlds import LearnedEnvError
+from reverie.nn.model_folder import MODELS, save_model_folder
 from play_models import pixel_model_folder
-from tiny_tokenizers import per_frame_tokenizer, sliding_square, write_shard
+from tiny_tokenizers import FSQ, per_frame_tokenizer, sliding_square, write_shard
 
 
 def episode_sample(key: str, clip: np.ndarray, episode: int) -> dict:
@@ -101,3 +104,25 @@ def test_a_folder_that_is_no_world_model_or_no_starts_is_a_clear_error(pixel_fol
         gym.make("reverie/WorldModel-v0", model=str(pixel_folder))
     with pytest.raises(LearnedEnvError, match="not a model folder"):
         gym.make("reverie/WorldModel-v0", model=str(tmp_path / "missing"), starts="x.tar")
+
+
+def test_reward_and_termination_come_from_the_models_heads(tmp_path):
+    """IRIS's token world model with heads set to say reward +1 and "terminated" whatever it sees:
+    the env hands both on, ends the episode, and its autoreset step gives reward 0 and a start frame."""
+    tokenizer = per_frame_tokenizer(tmp_path / "fsq", **FSQ)
+    model_class = MODELS.get("token_world_model")
+    fields = dict(tokenizer=str(tokenizer), frame_size=[32, 32], action_space={"kind": "discrete", "n": 2}, width=32, depth=1, heads=2, max_frames=4)
+    model = model_class(model_class.config_class(**fields))
+    with torch.no_grad():
+        model.reward_head.weight.zero_(), model.reward_head.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # classes -1, 0, +1
+        model.termination_head.weight.zero_(), model.termination_head.bias.fill_(5.0)
+    folder = save_model_folder(model, tmp_path / "iris")
+    shard = write_shard(tmp_path / "starts.tar", [episode_sample("ep0", sliding_square(0, 3, 32, 32), 0)])
+    envs = gym.make_vec("reverie/WorldModel-v0", num_envs=2, model=str(folder), starts=str(shard))
+    envs.reset(seed=0)
+    _, rewards, terminated, truncated, _ = envs.step(np.array([0, 1]))
+    assert rewards.tolist() == [1.0, 1.0] and terminated.all() and not truncated.any()
+    frames, rewards, terminated, _, _ = envs.step(np.array([0, 1]))
+    assert rewards.tolist() == [0.0, 0.0] and not terminated.any()
+    np.testing.assert_array_equal(frames[0], sliding_square(0, 3, 32, 32)[0])
+    assert envs.step(np.array([1, 0]))[2].all()  # stepping again after the restart
