@@ -22,10 +22,9 @@ from typing import Sequence
 import gymnasium as gym
 import numpy as np
 import torch
-from einops import rearrange
 
-from reverie.nn.model_folder import load_model_folder
-from reverie.play.playable import Playable, PlayError, playable_of
+from reverie.play.playable import Playable, PlayError, loaded_model, playable_of
+from reverie.play.session import to_uint8
 from reverie.play.start_frames import episode_starts, prompt_frame
 
 
@@ -36,9 +35,10 @@ class LearnedEnvError(ValueError):
 def load_world_model(model: str | Path | torch.nn.Module, device: str) -> Playable:
     """A model folder (or a loaded model) as a Playable on `device`; LearnedEnvError naming the folder."""
     try:
-        loaded = load_model_folder(model) if isinstance(model, (str, Path)) else model
-        return playable_of(loaded, str(model) if isinstance(model, (str, Path)) else loaded.registry_name, device)
-    except (FileNotFoundError, ValueError) as error:  # ModelFolderError, PlayError, a config its model refuses
+        if isinstance(model, (str, Path)):
+            return playable_of(loaded_model(model), str(model), device)
+        return playable_of(model, model.registry_name, device)
+    except PlayError as error:
         raise LearnedEnvError(str(error)) from error
 
 
@@ -52,11 +52,6 @@ def action_space_of(playable: Playable) -> gym.Space:
     if playable.kind == "continuous":
         return gym.spaces.Box(-np.inf, np.inf, playable.nvec, np.float32)
     return gym.spaces.Discrete(1)
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
-    return (rearrange(frames, "b c h w -> b h w c").clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def last(items: list, count: int) -> list:

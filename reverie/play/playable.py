@@ -74,15 +74,19 @@ class Playable:
 def load_playable(folder: str | Path, device: str) -> Playable:
     """The model folder's world model on `device`, with its frame size and action space; PlayError
     for a folder that is missing, unreadable, not a world model's, or of a continuous action space."""
-    folder = Path(folder)
-    try:
-        model = load_model_folder(folder)
-    except (FileNotFoundError, ValueError) as error:  # ModelFolderError, or a config its model refuses
-        raise PlayError(str(error)) from error
+    model = loaded_model(folder)
     playable = playable_of(model, str(folder), device)
     if playable.kind == "continuous":
         raise PlayError(f"{playable.name}: action_space {model.config.action_space}: play takes discrete or multi-discrete actions from keys, not a continuous space")
     return playable
+
+
+def loaded_model(folder: str | Path) -> torch.nn.Module:
+    """The model of a model folder; PlayError for a folder that is missing or unreadable."""
+    try:
+        return load_model_folder(Path(folder))
+    except (FileNotFoundError, ValueError) as error:  # ModelFolderError, or a config its model refuses
+        raise PlayError(str(error)) from error
 
 
 def playable_of(model, where: str, device: str) -> Playable:

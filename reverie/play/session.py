@@ -28,6 +28,11 @@ FPS_WINDOW = 30  # frames the live FPS is measured over: about a second at the r
 FrameListener = Callable[[np.ndarray], None]
 
 
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """A world model's frames (B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8, as they are shown."""
+    return (rearrange(frames, "b c h w -> b h w c").clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
 class PlaySession:
     def __init__(self, playable: Playable, start: StartFrame, device: str, seed: int, fps_cap: float | None = None,
                  on_frame: list[FrameListener] | None = None, clock: Callable[[], float] = time.perf_counter):  # fmt: skip
@@ -56,7 +61,7 @@ class PlaySession:
         self.wait_for_cap()
         began = self.clock()
         world_step = self.playable.model.step(self.playable.action_tensor(action, self.device))
-        frame = (rearrange(world_step.frame, "1 c h w -> h w c").clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        [frame] = to_uint8(world_step.frame)
         self.model_seconds += self.clock() - began
         self.ticks.append(self.clock())
         self.frame, self.frames = frame, self.frames + 1
