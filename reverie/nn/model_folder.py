@@ -38,6 +38,7 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "token_world_model": "reverie.pretrain.token_world_model",
         "latent_action_model": "reverie.pretrain.latent_actions",
         "maskgit_dynamics": "reverie.pretrain.maskgit_dynamics",
+        "action_conditioned_world_model": "reverie.posttrain.action_conditioning",
     },
 )
 FILES = ("config.json", "model.safetensors")
