@@ -10,6 +10,8 @@ makes one of these envs:
 - `reverie/PilcoCartpole-v0`: PILCO's cart-pole swing-up [3] (`pilco_cartpole`);
 - `reverie/ReacherJoints-v0`: MuJoCo's Reacher arm under a joint-position controller
   (`reacher_joints`), the quickstart's robot;
+- `reverie/GoalGrid-v0`: a deterministic goal-reaching room seen only in pixels, the goal given as
+  an image or a text, for UniPi's video policies [22] (`goal_grid`);
 - `reverie/WorldModel-v0`: a learned simulator, any generative world model's folder stepped as an
   env (`learned`), with a batched vector env behind `gym.make_vec`.
 """
@@ -30,6 +32,7 @@ ENVS = {  # id: (entry point, gym.register keywords)
     "reverie/CartpoleSwingup-v0": ("reverie.envs.cartpole_swingup:CartpoleSwingupEnv", {"max_episode_steps": 200}),
     "reverie/PilcoCartpole-v0": ("reverie.envs.pilco_cartpole:PilcoCartpoleEnv", {"max_episode_steps": 40}),
     "reverie/ReacherJoints-v0": ("reverie.envs.reacher_joints:ReacherJointsEnv", {"max_episode_steps": 50}),
+    "reverie/GoalGrid-v0": ("reverie.envs.goal_grid:GoalGridEnv", {"max_episode_steps": 12}),
     "reverie/WorldModel-v0": ("reverie.envs.learned:WorldModelEnv", {"max_episode_steps": 1000, "vector_entry_point": "reverie.envs.learned:WorldModelVectorEnv"}),
 }
 

@@ -1,0 +1,102 @@
+"""UniPi's video plan generator ([22] Du et al. 2023, Sec. 3.1-3.2): a diffusion model of the video
+that leads from the current frame to a goal, conditioned on the first frame and on the goal, given
+as an image or as a text, and trained on demonstrations.
+
+UniPi generates all frames of the plan with a video diffusion model and then refines them in time.
+Here the plan is generated a frame at a time, each next frame drawn by EDM sampling (DIAMOND's
+denoiser [16], `reverie.nn.diffusion.edm`) from DIAMOND's U-Net (`reverie.pretrain.diamond_unet`)
+conditioned on the frame before it and on the goal:
+
+    x_{t+1} ~ D( . | x_t, g_image, g_text),   context channels [x_t, g_image], c = e(sigma) + E_text(g_text)
+
+g_image is the goal frame (zeros when the goal is a text) and E_text a learned embedding of the task
+descriptions the model was trained with (`tasks`), whose last row stands for "no text" (an image
+goal). Training draws, per transition, whether its goal is given as its text (probability
+`text_goals`) or as its image, so one model follows both. Frames are in [0, 1] outside, [-1, 1]
+for the denoiser, as DIAMOND's. A task text not in `tasks` is a GoalVideoError naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from reverie.nn.diffusion import EDMConfig, EDMDenoiser, NoiseLevelEmbedding, euler_sample, karras_sigmas
+from reverie.pretrain.diamond_unet import DiamondUNet
+
+
+class GoalVideoError(ValueError):
+    """A goal the model cannot be conditioned on; names it."""
+
+
+@dataclass
+class GoalVideoConfig:
+    tasks: list[str] = field(default_factory=list)  # the task descriptions the text embedding knows
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # U-Net levels; frames divide by 2^(levels - 1)
+    res_blocks: int = 1
+    cond_channels: int = 64
+    denoising_steps: int = 3  # Euler steps a frame
+    text_goals: float = 0.5  # training: the share of transitions whose goal is given as text
+
+
+class GoalNetwork(nn.Module):
+    """F of the EDM denoiser: the conditioning vector from the noise level and the task, then the U-Net."""
+
+    def __init__(self, config: GoalVideoConfig):
+        super().__init__()
+        width = config.cond_channels
+        self.noise_embedding = NoiseLevelEmbedding(width, width, frequencies="random")
+        self.text_embedding = nn.Embedding(len(config.tasks) + 1, width)
+        self.unet = DiamondUNet(2, config.channels, config.res_blocks, width, [False] * len(config.channels))
+
+    def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, task_ids: Tensor) -> Tensor:
+        return self.unet(scaled_noisy, context, self.noise_embedding(c_noise, self.text_embedding(task_ids)))
+
+
+class GoalVideoModel(nn.Module):
+    def __init__(self, config: GoalVideoConfig):
+        super().__init__()
+        self.config = config
+        self.task_index = {text: index for index, text in enumerate(config.tasks)}
+        self.no_text = len(config.tasks)
+        self.denoiser = EDMDenoiser(GoalNetwork(config), EDMConfig(denoising_steps=config.denoising_steps))
+
+    def task_ids(self, tasks: list[str | None], device: torch.device) -> Tensor:
+        """Texts (None: the goal is an image) -> (B,) rows of the text embedding."""
+        unknown = [task for task in tasks if task is not None and task not in self.task_index]
+        if unknown:
+            raise GoalVideoError(f"task {unknown[0]!r}: not one the model was trained with ({len(self.task_index)} tasks, e.g. {next(iter(self.task_index), None)!r})")
+        return torch.tensor([self.no_text if task is None else self.task_index[task] for task in tasks], device=device)
+
+    def context(self, frames: Tensor, goal_frames: Tensor | None, text_goal: Tensor) -> Tensor:
+        """[x_t, goal image] (B, 2, 3, H, W) in [-1, 1]; the goal image is zeros where the goal is text (B,) bool."""
+        goals = torch.zeros_like(frames) if goal_frames is None else torch.where(text_goal[:, None, None, None], 0.0, goal_frames * 2 - 1)
+        return torch.stack([frames * 2 - 1, goals], dim=1)
+
+    def training_loss(self, frames: Tensor, next_frames: Tensor, goal_frames: Tensor, tasks: list[str], generator: torch.Generator | None = None) -> Tensor:
+        """EDM's loss on transitions x_t -> x_{t+1} (B, 3, H, W) in [0, 1] toward goals given by
+        their frames (B, 3, H, W) and texts (B,); each goal is given as one of the two."""
+        text_goal = torch.rand(len(frames), generator=generator, device=frames.device) < self.config.text_goals
+        ids = torch.where(text_goal, self.task_ids(tasks, frames.device), self.no_text)
+        step = self.denoiser.training_step(next_frames * 2 - 1, generator, context=self.context(frames, goal_frames, text_goal), task_ids=ids)
+        return step.loss.mean()
+
+    @torch.no_grad()
+    def generate(self, frames: Tensor, steps: int, goal_frames: Tensor | None = None, tasks: list[str] | None = None,
+                 generator: torch.Generator | None = None) -> Tensor:  # fmt: skip
+        """A plan of `steps` frames after frames (B, 3, H, W) in [0, 1], toward goal_frames (B, 3, H, W)
+        or the texts `tasks` (one of the two) -> (B, steps + 1, 3, H, W), frame 0 the given one."""
+        if (goal_frames is None) == (tasks is None):
+            raise GoalVideoError("give the goal as goal_frames or as tasks (texts), one of the two")
+        text_goal = torch.full((len(frames),), tasks is not None, device=frames.device)
+        ids = self.task_ids(tasks if tasks is not None else [None] * len(frames), frames.device)
+        config = self.denoiser.config
+        sigmas = karras_sigmas(config.denoising_steps, config.sigma_min, config.sigma_max, config.rho, frames.device, frames.dtype)
+        video = [frames]
+        for _ in range(steps):
+            context = self.context(video[-1], goal_frames, text_goal)
+            sampled = euler_sample(lambda noisy, sigma: self.denoiser(noisy, sigma, context=context, task_ids=ids), tuple(frames.shape), sigmas, generator)
+            video.append(((sampled.clamp(-1, 1) + 1) / 2))
+        return torch.stack(video, dim=1)
