@@ -9,11 +9,12 @@ conditioned on the frame before it and on the goal:
 
     x_{t+1} ~ D( . | x_t, g_image, g_text),   context channels [x_t, g_image], c = e(sigma) + E_text(g_text)
 
-g_image is the goal frame (zeros when the goal is a text) and E_text a learned embedding of the task
-descriptions the model was trained with (`tasks`), whose last row stands for "no text" (an image
-goal). Training draws, per transition, whether its goal is given as its text (probability
-`text_goals`) or as its image, so one model follows both. Frames are in [0, 1] outside, [-1, 1]
-for the denoiser, as DIAMOND's. A task text not in `tasks` is a GoalVideoError naming it.
+g_image is the goal frame (zeros when the goal is a text) and E_text the text's embedding
+(`reverie.planning.task_text`): a learned table over the task descriptions of training (`tasks`),
+or, with `text_encoder`, a local frozen `transformers` encoder that also embeds texts never seen;
+a learned vector stands for "no text" (an image goal). Training draws, per transition, whether its
+goal is given as its text (probability `text_goals`) or as its image, so one model follows both.
+Frames are in [0, 1] outside, [-1, 1] for the denoiser, as DIAMOND's.
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from reverie.nn.diffusion import EDMConfig, EDMDenoiser, NoiseLevelEmbedding, euler_sample, karras_sigmas
+from reverie.planning.task_text import GoalVideoError, LearnedTaskEmbedding, PretrainedTaskEmbedding
 from reverie.pretrain.diamond_unet import DiamondUNet
-
-
-class GoalVideoError(ValueError):
-    """A goal the model cannot be conditioned on; names it."""
 
 
 @dataclass
@@ -39,36 +37,29 @@ class GoalVideoConfig:
     cond_channels: int = 64
     denoising_steps: int = 3  # Euler steps a frame
     text_goals: float = 0.5  # training: the share of transitions whose goal is given as text
+    text_encoder: str | None = None  # a local transformers text encoder's folder; None: a learned table over `tasks`
 
 
 class GoalNetwork(nn.Module):
-    """F of the EDM denoiser: the conditioning vector from the noise level and the task, then the U-Net."""
+    """F of the EDM denoiser: the conditioning vector from the noise level and the task text, then the U-Net."""
 
     def __init__(self, config: GoalVideoConfig):
         super().__init__()
         width = config.cond_channels
         self.noise_embedding = NoiseLevelEmbedding(width, width, frequencies="random")
-        self.text_embedding = nn.Embedding(len(config.tasks) + 1, width)
+        self.text = PretrainedTaskEmbedding(config.text_encoder, width) if config.text_encoder else LearnedTaskEmbedding(config.tasks, width)
         self.unet = DiamondUNet(2, config.channels, config.res_blocks, width, [False] * len(config.channels))
 
-    def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, task_ids: Tensor) -> Tensor:
-        return self.unet(scaled_noisy, context, self.noise_embedding(c_noise, self.text_embedding(task_ids)))
+    def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, texts: list[str | None]) -> Tensor:
+        """texts: the goal of each sample as text, None where it is the goal image in the context."""
+        return self.unet(scaled_noisy, context, self.noise_embedding(c_noise, self.text(texts)))
 
 
 class GoalVideoModel(nn.Module):
     def __init__(self, config: GoalVideoConfig):
         super().__init__()
         self.config = config
-        self.task_index = {text: index for index, text in enumerate(config.tasks)}
-        self.no_text = len(config.tasks)
         self.denoiser = EDMDenoiser(GoalNetwork(config), EDMConfig(denoising_steps=config.denoising_steps))
-
-    def task_ids(self, tasks: list[str | None], device: torch.device) -> Tensor:
-        """Texts (None: the goal is an image) -> (B,) rows of the text embedding."""
-        unknown = [task for task in tasks if task is not None and task not in self.task_index]
-        if unknown:
-            raise GoalVideoError(f"task {unknown[0]!r}: not one the model was trained with ({len(self.task_index)} tasks, e.g. {next(iter(self.task_index), None)!r})")
-        return torch.tensor([self.no_text if task is None else self.task_index[task] for task in tasks], device=device)
 
     def context(self, frames: Tensor, goal_frames: Tensor | None, text_goal: Tensor) -> Tensor:
         """[x_t, goal image] (B, 2, 3, H, W) in [-1, 1]; the goal image is zeros where the goal is text (B,) bool."""
@@ -79,9 +70,9 @@ class GoalVideoModel(nn.Module):
         """EDM's loss on transitions x_t -> x_{t+1} (B, 3, H, W) in [0, 1] toward goals given by
         their frames (B, 3, H, W) and texts (B,); each goal is given as one of the two."""
         text_goal = torch.rand(len(frames), generator=generator, device=frames.device) < self.config.text_goals
-        ids = torch.where(text_goal, self.task_ids(tasks, frames.device), self.no_text)
-        step = self.denoiser.training_step(next_frames * 2 - 1, generator, context=self.context(frames, goal_frames, text_goal), task_ids=ids)
-        return step.loss.mean()
+        texts = [task if given else None for task, given in zip(tasks, text_goal.tolist())]
+        context = self.context(frames, goal_frames, text_goal)
+        return self.denoiser.training_step(next_frames * 2 - 1, generator, context=context, texts=texts).loss.mean()
 
     @torch.no_grad()
     def generate(self, frames: Tensor, steps: int, goal_frames: Tensor | None = None, tasks: list[str] | None = None,
@@ -91,12 +82,12 @@ class GoalVideoModel(nn.Module):
         if (goal_frames is None) == (tasks is None):
             raise GoalVideoError("give the goal as goal_frames or as tasks (texts), one of the two")
         text_goal = torch.full((len(frames),), tasks is not None, device=frames.device)
-        ids = self.task_ids(tasks if tasks is not None else [None] * len(frames), frames.device)
+        texts = tasks if tasks is not None else [None] * len(frames)
         config = self.denoiser.config
         sigmas = karras_sigmas(config.denoising_steps, config.sigma_min, config.sigma_max, config.rho, frames.device, frames.dtype)
         video = [frames]
         for _ in range(steps):
             context = self.context(video[-1], goal_frames, text_goal)
-            sampled = euler_sample(lambda noisy, sigma: self.denoiser(noisy, sigma, context=context, task_ids=ids), tuple(frames.shape), sigmas, generator)
+            sampled = euler_sample(lambda noisy, sigma: self.denoiser(noisy, sigma, context=context, texts=texts), tuple(frames.shape), sigmas, generator)
             video.append(((sampled.clamp(-1, 1) + 1) / 2))
         return torch.stack(video, dim=1)

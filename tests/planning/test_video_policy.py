@@ -13,7 +13,8 @@ from gymnasium.utils.env_checker import check_env
 
 import reverie.envs  # noqa: F401  registers reverie/GoalGrid-v0
 from reverie.envs.goal_grid import task_text
-from reverie.planning.goal_video import GoalVideoConfig, GoalVideoError, GoalVideoModel
+from reverie.planning.goal_video import GoalVideoConfig, GoalVideoModel
+from reverie.planning.task_text import GoalVideoError
 from reverie.planning.inverse_dynamics import InverseDynamicsModel, fit_inverse_dynamics, inverse_dynamics_accuracy
 from reverie.planning.video_policy import VideoPolicy, demonstrations, ground_truth_video_planner, random_planner, random_transitions, success_rate
 
@@ -91,3 +92,32 @@ def test_the_goal_video_model_fits_demonstrations_and_plans_reproducibly_toward_
         model.generate(plans[0][:, 0], 2, tasks=["go to the kitchen"])
     with pytest.raises(GoalVideoError, match="one of the two"):
         model.generate(plans[0][:, 0], 2)
+
+
+def test_a_local_transformers_text_encoder_embeds_task_texts_never_seen_and_stays_frozen(env, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "go", "to", "row", "column", ",", *map(str, range(6)), "the", "kitchen"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    transformers.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    transformers.BertModel(config).save_pretrained(tmp_path)
+    model = GoalVideoModel(GoalVideoConfig(channels=[16, 32], cond_channels=32, text_goals=1.0, text_encoder=str(tmp_path)))
+    text = model.denoiser.network.text
+    assert not any(parameter.requires_grad for parameter in text.encoder.parameters())
+    embedded = text(["go to row 1, column 2", None, "go to the kitchen"])
+    assert embedded.shape == (3, 32) and torch.equal(embedded[1], text.no_text)
+    assert not torch.allclose(embedded[0], embedded[2])  # different texts, different embeddings
+
+    demo = demonstrations(env, 4, seed=0)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for _ in range(3):  # the U-Net's zero-initialised layers (conv_out, each ResBlock's conv2) pass the text's gradient from step 3
+        optimizer.zero_grad()
+        loss = model.training_loss(demo.frames, demo.next_frames, demo.goal_frames, demo.tasks, torch.Generator().manual_seed(0))
+        loss.backward()
+        optimizer.step()
+    assert loss.isfinite() and text.projection.weight.grad.abs().sum() > 0
+    plan = model.generate(demo.frames[:1], 2, tasks=["go to the kitchen"], generator=torch.Generator().manual_seed(0))
+    assert plan.shape == (1, 3, 3, 24, 24)
+    with pytest.raises(GoalVideoError, match="cannot load a local transformers text encoder"):
+        GoalVideoModel(GoalVideoConfig(text_encoder=str(tmp_path / "missing")))
