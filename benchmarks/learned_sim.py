@@ -59,8 +59,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = {"real ALE/Breakout-v5": {"single": real_env_rate(200 * args.steps)}}
     for name in MODELS:
-        single = gym.make("reverie/WorldModel-v0", model=str(WORLD_MODELS / name), starts=str(STARTS))
-        batched = gym.make_vec("reverie/WorldModel-v0", num_envs=args.worlds, model=str(WORLD_MODELS / name), starts=str(STARTS))
+        single = gym.make("reverie/WorldModel-v0", model=str(WORLD_MODELS / name), starts=str(STARTS), without_rewards=True)
+        batched = gym.make_vec("reverie/WorldModel-v0", num_envs=args.worlds, model=str(WORLD_MODELS / name), starts=str(STARTS), without_rewards=True)
         count = single.action_space.n
         rows[name] = {
             "single": steps_per_second(single, rng.integers(count, size=args.steps + 1), args.steps),

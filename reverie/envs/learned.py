@@ -9,7 +9,8 @@ inside of the dream"), IRIS [14] and DIAMOND [16] train their agents in imaginat
   with the env's seeded generator, or from an image: `prompt=IMAGE` for every reset, or
   `reset(options={"prompt": IMAGE})` for one (resized to the model's frames);
 - `step` returns the model's next frame (H, W, 3) uint8 and the reward and termination of its
-  heads (0 and False for a model without them);
+  heads, or of a separately trained reward model (`reward_model=DIR`, `reverie.pretrain.reward_model`);
+  a model with neither is refused unless `without_rewards=True` (reward 0, no termination);
 - the action space comes from the model folder (`reverie.envs.learned_worlds.action_space_of`);
 - `render_mode="rgb_array"` renders the current frame;
 - episodes end at termination, or are truncated by the time limit (`max_episode_steps`, 1000 by
@@ -50,10 +51,11 @@ class WorldModelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
 
     def __init__(self, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | None = None,
-                 prompt: str | Path | None = None, device: str = "cpu", render_mode: str | None = None):  # fmt: skip
+                 prompt: str | Path | None = None, device: str = "cpu", render_mode: str | None = None,
+                 reward_model: str | Path | torch.nn.Module | None = None, without_rewards: bool = False):  # fmt: skip
         check_render_mode(render_mode)
         playable = load_world_model(model, device)
-        self.worlds = LearnedWorlds(playable, 1, device)
+        self.worlds = LearnedWorlds(playable, 1, device, reward_model, without_rewards)
         self.starts = StartFrames(starts, prompt, playable.frame_size)
         self.observation_space = observation_space_of(playable.frame_size)
         self.action_space = self.worlds.action_space
@@ -79,13 +81,14 @@ class WorldModelVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | None = None,
                  prompt: str | Path | None = None, device: str = "cpu", render_mode: str | None = None,
-                 max_episode_steps: int | None = MAX_EPISODE_STEPS):  # fmt: skip
+                 max_episode_steps: int | None = MAX_EPISODE_STEPS, reward_model: str | Path | torch.nn.Module | None = None,
+                 without_rewards: bool = False):  # fmt: skip
         check_render_mode(render_mode)
         if max_episode_steps is not None and max_episode_steps < 1:
             raise LearnedEnvError(f"max_episode_steps {max_episode_steps}: must be at least 1 (or None: no time limit)")
         playable = load_world_model(model, device)
         self.num_envs, self.render_mode, self.max_episode_steps = num_envs, render_mode, max_episode_steps
-        self.worlds = LearnedWorlds(playable, num_envs, device)
+        self.worlds = LearnedWorlds(playable, num_envs, device, reward_model, without_rewards)
         self.starts = StartFrames(starts, prompt, playable.frame_size)
         self.single_observation_space = observation_space_of(playable.frame_size)
         self.single_action_space = self.worlds.action_space

@@ -11,7 +11,9 @@ one context frame loses nothing by this, one of a longer context rebuilds it ove
 Actions come as the gymnasium space gives them (`action_space_of`) and reach the model as its
 training data held them: int64 codes for discrete and multi-discrete spaces, float32 vectors for
 continuous ones, None for a model trained without actions. Reward and termination come from the
-model's heads where the WorldStep has them; otherwise 0 and False.
+model's heads (a model whose `predicts_rewards`), or from a separately trained reward model
+(`reverie.pretrain.reward_model`, `reward_model=DIR`) that reads each transition; a model with
+neither is refused unless `without_rewards` asks for reward 0 and no termination.
 """
 
 from __future__ import annotations
@@ -85,11 +87,37 @@ class StartFrames:
         return self.frames[int(rng.integers(len(self.frames)))]
 
 
+def reward_model_of(playable: Playable, reward_model: str | Path | torch.nn.Module | None, without_rewards: bool, device: str) -> torch.nn.Module | None:
+    """The reward model the worlds read rewards from, on `device`; None where the world model's own
+    heads give them (or, with `without_rewards`, nothing does). LearnedEnvError naming what does not fit."""
+    if reward_model is None:
+        if not playable.model.predicts_rewards and not without_rewards:
+            raise LearnedEnvError(
+                f"{playable.name}: has no reward head; give reward_model=DIR (a reward_model trained on the same episodes, "
+                "configs/world_models/reward_model_tiny.yaml) or without_rewards=True to step it with reward 0 and no termination"
+            )
+        return None
+    where = str(reward_model) if isinstance(reward_model, (str, Path)) else "the reward model"
+    try:
+        model = loaded_model(reward_model) if isinstance(reward_model, (str, Path)) else reward_model
+    except PlayError as error:
+        raise LearnedEnvError(str(error)) from error
+    if getattr(model, "registry_name", None) != "reward_model":
+        raise LearnedEnvError(f"reward_model {where}: holds {getattr(model, 'registry_name', type(model).__name__)}, not a reward_model")
+    embedding = model.action_embedding
+    sizes = embedding.shape if embedding.kind == "continuous" else tuple(embedding.sizes)
+    if playable.steps_without_action or (embedding.kind, sizes) != (playable.kind, playable.nvec):
+        raise LearnedEnvError(f"reward_model {where}: reads {embedding.describe()}; {playable.name} takes {playable.describe_actions()}")
+    return model.to(device).eval()
+
+
 class LearnedWorlds:
-    def __init__(self, playable: Playable, num_worlds: int, device: str):
+    def __init__(self, playable: Playable, num_worlds: int, device: str, reward_model: str | Path | torch.nn.Module | None = None,
+                 without_rewards: bool = False):  # fmt: skip
         if num_worlds < 1:
             raise LearnedEnvError(f"num_envs {num_worlds}: must be at least 1")
         self.playable, self.num_worlds, self.device = playable, num_worlds, torch.device(device)
+        self.reward_model = reward_model_of(playable, reward_model, without_rewards, device)
         self.max_context = max(1, int(playable.model.max_context))
         self.action_space = action_space_of(playable)
         self.frames: list[list[torch.Tensor]] = [[] for _ in range(num_worlds)]  # per world, (3, H, W) in [0, 1]
@@ -132,14 +160,18 @@ class LearnedWorlds:
         model_actions = self.model_actions(actions)
         if not self.in_sync:
             self.start_model()
+        previous = torch.stack([frames[-1] for frames in self.frames])
         world_step = self.playable.model.step(model_actions)
+        reward, termination = world_step.reward, world_step.terminated
+        if self.reward_model is not None:
+            reward, termination = self.reward_model.predict(previous, model_actions, world_step.frame.float())
         for world in range(self.num_worlds):
             self.frames[world] = last(self.frames[world] + [world_step.frame[world].float()], self.max_context)
             if model_actions is not None:
                 self.actions[world] = last(self.actions[world] + [model_actions[world]], self.max_context - 1)
         zeros = np.zeros(self.num_worlds, np.float32)
-        rewards = zeros if world_step.reward is None else world_step.reward.float().cpu().numpy()
-        terminated = zeros.astype(bool) if world_step.terminated is None else world_step.terminated.bool().cpu().numpy()
+        rewards = zeros if reward is None else reward.float().cpu().numpy()
+        terminated = zeros.astype(bool) if termination is None else termination.bool().cpu().numpy()
         return to_uint8(world_step.frame), rewards, terminated
 
     def current(self) -> np.ndarray:

@@ -39,6 +39,7 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "latent_action_model": "reverie.pretrain.latent_actions",
         "maskgit_dynamics": "reverie.pretrain.maskgit_dynamics",
         "action_conditioned_world_model": "reverie.posttrain.action_conditioning",
+        "reward_model": "reverie.pretrain.reward_model",
     },
 )
 FILES = ("config.json", "model.safetensors")

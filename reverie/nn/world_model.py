@@ -42,6 +42,7 @@ class WorldModel(ABC):
     """What every generative world model implements; see the module docstring for the convention."""
 
     max_context: int  # the most frames `start` takes (and that the model attends to when stepping)
+    predicts_rewards: bool = False  # True where `step` gives the reward (and termination) of the model's own heads
 
     @abstractmethod
     def start(self, context_frames: torch.Tensor, context_actions: torch.Tensor | None, generator: torch.Generator | None = None) -> None:

@@ -152,6 +152,7 @@ class TokenWorldModel(nn.Module, WorldModel):
         self.code_head = nn.Linear(config.width, self.tokenizer.codebook_size)
         self.reward_head = nn.Linear(config.width, len(REWARD_SIGNS)) if config.reward_head else None
         self.termination_head = nn.Linear(config.width, 1) if config.termination_head else None
+        self.predicts_rewards = config.reward_head
         for name, module in self.named_children():
             if name != "tokenizer":
                 module.apply(init_gpt_weights)

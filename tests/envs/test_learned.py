@@ -44,14 +44,14 @@ def rollout(env, seed: int, actions: list[int]) -> np.ndarray:
 
 
 def test_the_learned_env_passes_gymnasiums_env_checker(pixel_folder, starts):
-    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts, render_mode="rgb_array")
+    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts, render_mode="rgb_array", without_rewards=True)
     check_env(env.unwrapped, skip_render_check=False)
     assert env.action_space == gym.spaces.Discrete(3)
     assert env.observation_space.shape == (16, 16, 3)
 
 
 def test_a_seed_fixes_the_rollout_and_the_actions_change_it(pixel_folder, starts):
-    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts)
+    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts, without_rewards=True)
     first, again = rollout(env, 7, [0, 1, 2, 1]), rollout(env, 7, [0, 1, 2, 1])
     np.testing.assert_array_equal(first, again)
     other_actions = rollout(env, 7, [2, 2, 0, 0])
@@ -61,7 +61,7 @@ def test_a_seed_fixes_the_rollout_and_the_actions_change_it(pixel_folder, starts
 
 
 def test_the_vector_env_steps_every_world_in_one_model_call_and_resets_them_on_the_next_step(pixel_folder, starts):
-    envs = gym.make_vec("reverie/WorldModel-v0", num_envs=3, model=str(pixel_folder), starts=starts, max_episode_steps=2)
+    envs = gym.make_vec("reverie/WorldModel-v0", num_envs=3, model=str(pixel_folder), starts=starts, max_episode_steps=2, without_rewards=True)
     assert isinstance(envs, WorldModelVectorEnv)
     calls = []
     model = envs.worlds.playable.model
@@ -81,8 +81,8 @@ def test_the_vector_env_steps_every_world_in_one_model_call_and_resets_them_on_t
 
 
 def test_one_world_of_the_vector_env_is_the_single_env(pixel_folder, starts):
-    single = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts)
-    vector = gym.make_vec("reverie/WorldModel-v0", num_envs=1, model=str(pixel_folder), starts=starts)
+    single = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts, without_rewards=True)
+    vector = gym.make_vec("reverie/WorldModel-v0", num_envs=1, model=str(pixel_folder), starts=starts, without_rewards=True)
     frames = [vector.reset(seed=3)[0][0]] + [vector.step(np.array([action]))[0][0] for action in (1, 2, 0)]
     np.testing.assert_array_equal(np.stack(frames), rollout(single, 3, [1, 2, 0]))
 
@@ -90,7 +90,7 @@ def test_one_world_of_the_vector_env_is_the_single_env(pixel_folder, starts):
 def test_a_prompt_image_of_another_size_is_resized_to_the_models_frames(pixel_folder, starts, tmp_path):
     prompt = tmp_path / "prompt.png"
     Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(prompt)
-    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts)
+    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=starts, without_rewards=True)
     frame, _ = env.reset(seed=0, options={"prompt": str(prompt)})
     assert frame.shape == (16, 16, 3) and (frame == 200).all()
     assert env.step(0)[0].shape == (16, 16, 3)
@@ -101,7 +101,7 @@ def test_a_folder_that_is_no_world_model_or_no_starts_is_a_clear_error(pixel_fol
     with pytest.raises(LearnedEnvError, match="is not a world model"):
         gym.make("reverie/WorldModel-v0", model=str(tokenizer), starts="x.tar")
     with pytest.raises(LearnedEnvError, match="nothing to start from"):
-        gym.make("reverie/WorldModel-v0", model=str(pixel_folder))
+        gym.make("reverie/WorldModel-v0", model=str(pixel_folder), without_rewards=True)
     with pytest.raises(LearnedEnvError, match="not a model folder"):
         gym.make("reverie/WorldModel-v0", model=str(tmp_path / "missing"), starts="x.tar")
 

@@ -192,7 +192,7 @@ def test_reverie_train_post_trains_on_a_lerobot_dataset_and_the_export_is_a_lear
 
     model = load_model_folder(tmp_path / "model")
     assert model.config.play_space == "CartPole-v1" and model.config.pretrained["from"] == str(pretrained_folder)
-    env = gym.make("reverie/WorldModel-v0", model=str(tmp_path / "model"), starts=str(tmp_path / "robot" / "shards"))
+    env = gym.make("reverie/WorldModel-v0", model=str(tmp_path / "model"), starts=str(tmp_path / "robot" / "shards"), without_rewards=True)
     frame, _ = env.reset(seed=0)
     assert env.action_space == gym.spaces.Discrete(2) and frame.shape == (32, 48, 3)
     assert env.step(1)[0].shape == (32, 48, 3)
