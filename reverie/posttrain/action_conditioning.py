@@ -23,7 +23,9 @@ that shows what pretraining on video brings to the same post-training.
 Datasets. A sample's action space is named by the field `space_field` of its metadata:
 `robot_type`, which LeRobot datasets carry (`reverie ingest` keeps it), by default. With one entry
 in `action_spaces` every sample takes it. A batch that mixes spaces trains each space's windows
-through its own encoder, the loss the windows' mean.
+through its own encoder, the loss the windows' mean. A batch without some space leaves that
+space's encoder without a gradient, which DDP refuses: with several spaces on several GPUs, train
+with `trainer.strategy=ddp_find_unused_parameters_true` (Lightning's name for it).
 
 As a world model (`reverie.nn.world_model`) it acts in `play_space` (default: the first of
 `action_spaces`); `using(name)` acts in another inside a block. Its folder holds the pretrained
