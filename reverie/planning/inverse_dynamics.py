@@ -5,8 +5,8 @@ small network that reads the action taken between two consecutive frames,
 
 trained by cross-entropy on real transitions (frames with their recorded actions) and then run on
 the frames of a generated video plan to turn it into actions. Discrete action spaces. The network
-is a CNN over the two frames stacked in channels, then the difference of their features, then an
-MLP to the action logits (UniPi uses a small CNN too; its layers are not given).
+is `reverie.nn.frame_pair_cnn` over the frame and the change to the next one, stacked in channels,
+then an MLP to the action logits (UniPi uses a small CNN too; its layers are not given).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reverie.nn.frame_pair_cnn import GRID, frame_pair_cnn
+
 
 class InverseDynamicsModel(nn.Module):
     """(x_t, x_{t+1}), each (B, 3, H, W) in [0, 1] -> logits (B, actions)."""
@@ -22,13 +24,8 @@ class InverseDynamicsModel(nn.Module):
     def __init__(self, actions: int, width: int = 32):
         super().__init__()
         self.actions = actions
-        self.features = nn.Sequential(
-            nn.Conv2d(6, width, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveMaxPool2d(4), nn.Flatten(),
-        )  # fmt: skip
-        self.head = nn.Sequential(nn.Linear(16 * width, 4 * width), nn.SiLU(), nn.Linear(4 * width, actions))
+        self.features = frame_pair_cnn(width)
+        self.head = nn.Sequential(nn.Linear(GRID * GRID * width, 4 * width), nn.SiLU(), nn.Linear(4 * width, actions))
 
     def forward(self, frames: Tensor, next_frames: Tensor) -> Tensor:
         return self.head(self.features(torch.cat([frames, next_frames - frames], dim=1)))

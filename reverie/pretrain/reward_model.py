@@ -5,7 +5,7 @@ an agent rewards and episode ends.
 
 It reads one transition, the frame x_t, the action a_t and the frame x_{t+1} it led to:
 
-    h     = CNN([x_t, x_{t+1}])                          the two frames stacked in channels
+    h     = Linear(CNN([x_t, x_{t+1}]))                  the two frames stacked in channels (`reverie.nn.frame_pair_cnn`)
     r_hat = MLP_r([h, A(a_t)]),   d_hat = MLP_d([h, A(a_t)])
     loss  = CE(r_hat, sign(r_t)) + BCE(d_hat, terminated_t)      (reward: sign)
           or (r_hat - r_t)^2 + BCE(d_hat, terminated_t)          (reward: value)
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from reverie.nn.frame_pair_cnn import GRID, frame_pair_cnn
 from reverie.nn.model_folder import MODELS
 from reverie.pretrain.action_tokens import ActionEmbedding
 
@@ -60,12 +61,7 @@ class RewardModel(nn.Module):
             raise RewardModelError(f"reward {config.reward!r}: must be one of {', '.join(REWARD_KINDS)}")
         self.config = config
         channels, width = config.channels, config.width
-        self.frames = nn.Sequential(
-            nn.Conv2d(6, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.SiLU(),
-            nn.AdaptiveMaxPool2d(4), nn.Flatten(), nn.Linear(32 * channels, width),
-        )  # fmt: skip
+        self.frames = nn.Sequential(frame_pair_cnn(channels), nn.Linear(GRID * GRID * channels, width))
         self.action_embedding = ActionEmbedding(config.action_space, width)
         outputs = len(SIGNS) if config.reward == "sign" else 1
         self.reward_head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, outputs))
