@@ -59,7 +59,7 @@ DIT_LINEARS = ["qkv", "proj", "mlp.0", "mlp.2", "to_modulation"]  # attention, M
 @dataclass
 class ActionConditioningConfig:
     pretrained: str | dict | None = None  # a latent_diffusion_world_model's folder (trained on video); its record once built
-    from_scratch: bool = False  # True: the pretrained architecture with fresh weights (the no-pretraining baseline)
+    from_scratch: bool = False  # True: a fresh DiT of the pretrained architecture, the same tokenizer (the no-pretraining baseline)
     action_spaces: dict = field(default_factory=dict)  # name -> action space (reverie.pretrain.action_tokens), one encoder each
     space_field: str = "robot_type"  # the sample metadata field that names its action space
     play_space: str | None = None  # the space start/step take; default: the first of action_spaces
@@ -106,7 +106,11 @@ def pretrained_world_model(source: str | Path | dict, from_scratch: bool) -> tup
     model_class, fields = read_config(folder / "config.json")
     if model_class is not LatentDiffusionWorldModel:
         raise ActionConditioningError(f"pretrained {folder}: holds {model_class.registry_name}; action post-training takes a latent_diffusion_world_model")
-    world = model_class(model_class.config_class(**fields)) if from_scratch else load_model_folder(folder)
+    world = load_model_folder(folder)
+    if from_scratch:  # a fresh DiT over the same frozen tokenizer
+        pretrained_tokenizer = world.tokenizer.state_dict()
+        world = model_class(model_class.config_class(**fields))
+        world.tokenizer.load_state_dict(pretrained_tokenizer)
     return world, {"model": world.registry_name, "config": dataclasses.asdict(world.config), "from": str(folder), "from_scratch": from_scratch}
 
 

@@ -46,7 +46,7 @@ def pretrained_folder(tmp_path_factory) -> Path:
 
 
 def post_trained(folder: Path, **fields) -> ActionConditionedWorldModel:
-    torch.manual_seed(0)
+    torch.manual_seed(1)  # another seed than the pretrained model's: fresh weights differ from its
     return ActionConditionedWorldModel(ActionConditioningConfig(pretrained=str(folder), **{"action_spaces": {"cartpole": CARTPOLE}} | fields))
 
 
@@ -166,13 +166,15 @@ def test_configs_that_cannot_post_train_are_named(pretrained_folder, tmp_path):
         post_trained(tmp_path)
 
 
-def test_from_scratch_builds_the_architecture_with_fresh_weights(pretrained_folder):
+def test_from_scratch_builds_a_fresh_dit_over_the_pretrained_tokenizer(pretrained_folder):
     pretrained, scratch = load_model_folder(pretrained_folder), post_trained(pretrained_folder, from_scratch=True)
     shapes = {name: parameter.shape for name, parameter in pretrained.network.named_parameters() if "action_embedding" not in name}
     assert {name: scratch.world.network.get_parameter(name).shape for name in shapes} == shapes
     # the pretrained final layer was drawn at random (open gates); a fresh one starts at zero, as DiT's does
     assert pretrained.network.final_layer.to_patches.weight.abs().sum() > 0
     assert torch.equal(scratch.world.network.final_layer.to_patches.weight, torch.zeros_like(pretrained.network.final_layer.to_patches.weight))
+    tokenizer = pretrained.tokenizer.state_dict()  # the frozen tokenizer is the pretrained one, not a fresh one
+    assert all(torch.equal(value, tokenizer[name]) for name, value in scratch.world.tokenizer.state_dict().items())
     assert scratch.config.pretrained["from_scratch"] is True
 
 
