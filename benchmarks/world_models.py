@@ -103,10 +103,10 @@ def slug(name: str) -> str:
     return "".join(character if character.isalnum() else "_" for character in name.lower())
 
 
-def latent_scale(folder: Path, shards: str) -> float:
-    """1 / the std of the tokenizer's latents on training frames, so the DiT diffuses unit-variance latents."""
+def latent_scale(folder: Path, shards: str, frames: int = CLIP_FRAMES) -> float:
+    """1 / the std of the tokenizer's latents on the first `frames` training frames, so the DiT diffuses unit-variance latents."""
     tokenizer = load_model_folder(folder).eval()
-    (window,) = episode_windows(sorted(glob.glob(shards)), CLIP_FRAMES, 1, [])
+    (window,) = episode_windows(sorted(glob.glob(shards)), frames, 1, [])
     with torch.inference_mode():
         latents = tokenizer.encode(window.frames[None])
     return float(1 / latents.std())
