@@ -97,7 +97,6 @@ def main() -> None:
     }  # fmt: skip
     for claim, held in claims.items():
         print(f"{'yes' if held else 'NO '}  {claim}")
-    figure(env, video_model, inverse_dynamics, results, args.horizon)
     write_json(RESULTS / "video_policy.json", {
         "env": ENV_ID, "data": {"real_transitions": REAL_TRANSITIONS, "held_out_transitions": HELD_OUT_TRANSITIONS, "demonstration_episodes": DEMO_EPISODES,
                                 "demonstration_transitions": len(demo.actions)},
@@ -109,6 +108,7 @@ def main() -> None:
         "evaluation": {"episodes": args.episodes, "seed": EVALUATION_SEED, "horizon": args.horizon, "max_episode_steps": env.spec.max_episode_steps},
         "success": results, "claims": claims, "machine": machine(), "figure": "video_policy.png",
     })  # fmt: skip
+    figure(env, video_model, inverse_dynamics, results, args.horizon)
     print(f"wrote {RESULTS / 'video_policy.json'} and {RESULTS / 'video_policy.png'}")
 
 
@@ -134,7 +134,8 @@ def figure(env, video_model: GoalVideoModel, inverse_dynamics: InverseDynamicsMo
     plot, (bars, pictures) = plt.subplots(2, 1, figsize=(10, 7), gridspec_kw={"height_ratios": [1.4, 1.6]})
     names = list(results)
     rates = [results[name]["success_rate"] for name in names]
-    errors = [[rate - results[name]["ci95"][0] for name, rate in zip(names, rates)], [results[name]["ci95"][1] - rate for name, rate in zip(names, rates)]]
+    errors = [[max(0.0, rate - results[name]["ci95"][0]) for name, rate in zip(names, rates)],
+              [max(0.0, results[name]["ci95"][1] - rate) for name, rate in zip(names, rates)]]  # fmt: skip
     bars.barh(names, rates, xerr=errors, color=["grey"] + ["tab:blue"] * (len(names) - 2) + ["tab:green"])
     bars.set(xlim=(0, 1), xlabel="success rate (95% interval)", title=f"{ENV_ID}: reaching the goal within {env.spec.max_episode_steps} steps")
     bars.invert_yaxis()

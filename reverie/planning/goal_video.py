@@ -7,9 +7,11 @@ Here the plan is generated a frame at a time, each next frame drawn by EDM sampl
 denoiser [16], `reverie.nn.diffusion.edm`) from DIAMOND's U-Net (`reverie.pretrain.diamond_unet`)
 conditioned on the frame before it and on the goal:
 
-    x_{t+1} ~ D( . | x_t, g_image, g_text),   context channels [x_t, g_image], c = e(sigma) + E_text(g_text)
+    x_{t+1} ~ D( . | x_t, g_image, g_text),   context channels [x_t, g_image, (y, x)], c = e(sigma) + E_text(g_text)
 
-g_image is the goal frame (zeros when the goal is a text) and E_text the text's embedding
+g_image is the goal frame (zeros when the goal is a text); (y, x) are two channels of each
+pixel's row and column in [-1, 1] (CoordConv, Liu et al. 2018), without which a convolutional
+network cannot tell where in the frame a text goal such as "row 2, column 5" is; E_text is the text's embedding
 (`reverie.planning.task_text`): a learned table over the task descriptions of training (`tasks`),
 or, with `text_encoder`, a local frozen `transformers` encoder that also embeds texts never seen;
 a learned vector stands for "no text" (an image goal). Training draws, per transition, whether its
@@ -48,7 +50,7 @@ class GoalNetwork(nn.Module):
         width = config.cond_channels
         self.noise_embedding = NoiseLevelEmbedding(width, width, frequencies="random")
         self.text = PretrainedTaskEmbedding(config.text_encoder, width) if config.text_encoder else LearnedTaskEmbedding(config.tasks, width)
-        self.unet = DiamondUNet(2, config.channels, config.res_blocks, width, [False] * len(config.channels))
+        self.unet = DiamondUNet(3, config.channels, config.res_blocks, width, [False] * len(config.channels))
 
     def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, texts: list[str | None]) -> Tensor:
         """texts: the goal of each sample as text, None where it is the goal image in the context."""
@@ -62,9 +64,13 @@ class GoalVideoModel(nn.Module):
         self.denoiser = EDMDenoiser(GoalNetwork(config), EDMConfig(denoising_steps=config.denoising_steps))
 
     def context(self, frames: Tensor, goal_frames: Tensor | None, text_goal: Tensor) -> Tensor:
-        """[x_t, goal image] (B, 2, 3, H, W) in [-1, 1]; the goal image is zeros where the goal is text (B,) bool."""
+        """[x_t, goal image, coordinates] (B, 3, 3, H, W) in [-1, 1]; the goal image is zeros where the
+        goal is text (B,) bool; the coordinates are rows and columns, and a channel of zeros."""
         goals = torch.zeros_like(frames) if goal_frames is None else torch.where(text_goal[:, None, None, None], 0.0, goal_frames * 2 - 1)
-        return torch.stack([frames * 2 - 1, goals], dim=1)
+        height, width = frames.shape[-2:]
+        rows, columns = torch.meshgrid(torch.linspace(-1, 1, height, device=frames.device), torch.linspace(-1, 1, width, device=frames.device), indexing="ij")
+        coordinates = torch.stack([rows, columns, torch.zeros_like(rows)]).to(frames.dtype).expand_as(frames)
+        return torch.stack([frames * 2 - 1, goals, coordinates], dim=1)
 
     def training_loss(self, frames: Tensor, next_frames: Tensor, goal_frames: Tensor, tasks: list[str], generator: torch.Generator | None = None) -> Tensor:
         """EDM's loss on transitions x_t -> x_{t+1} (B, 3, H, W) in [0, 1] toward goals given by
