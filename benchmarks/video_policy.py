@@ -31,7 +31,8 @@ from reverie.envs.goal_grid import task_text
 from reverie.planning.goal_video import GoalVideoConfig, GoalVideoModel
 from reverie.planning.inverse_dynamics import InverseDynamicsModel, fit_inverse_dynamics, inverse_dynamics_accuracy
 from reverie.planning.video_policy import (
-    VideoPolicy, as_tensor, demonstrations, ground_truth_video_planner, random_planner, random_transitions, success_rate,
+    VideoPolicy, as_tensor, demonstrations, ground_truth_video_planner, random_planner, random_transitions, shortest_path_video,
+    success_rate,
 )  # fmt: skip
 
 ENV_ID, SIZE = "reverie/GoalGrid-v0", 6
@@ -121,13 +122,9 @@ def figure(env, video_model: GoalVideoModel, inverse_dynamics: InverseDynamicsMo
     import matplotlib.pyplot as plt
 
     frame, info = env.reset(seed=EVALUATION_SEED)
-    grid = env.unwrapped
-    cells = [info["agent"]]
-    for action in grid.shortest_path(info["agent"], info["goal"], np.random.default_rng(0)):
-        cells.append(grid.moved(cells[-1], action))
     strips = {
         "goal image": as_tensor(info["goal_frame"])[None],
-        "real shortest path": as_tensor([grid.frame_at(cell) for cell in cells]),
+        "real shortest path": shortest_path_video(env, info, np.random.default_rng(0)),
         "plan, image goal": VideoPolicy(video_model, inverse_dynamics, horizon).video(frame, info)[0],
         f"plan, text: {info['task']}": VideoPolicy(video_model, inverse_dynamics, horizon, text_goals=True).video(frame, info)[0],
     }

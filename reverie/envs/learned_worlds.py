@@ -160,10 +160,10 @@ class LearnedWorlds:
         model_actions = self.model_actions(actions)
         if not self.in_sync:
             self.start_model()
-        previous = torch.stack([frames[-1] for frames in self.frames])
         world_step = self.playable.model.step(model_actions)
         reward, termination = world_step.reward, world_step.terminated
-        if self.reward_model is not None:
+        if self.reward_model is not None:  # it reads each world's frame before this step, not yet replaced below
+            previous = torch.stack([frames[-1] for frames in self.frames])
             reward, termination = self.reward_model.predict(previous, model_actions, world_step.frame.float())
         for world in range(self.num_worlds):
             self.frames[world] = last(self.frames[world] + [world_step.frame[world].float()], self.max_context)

@@ -52,9 +52,9 @@ class GoalNetwork(nn.Module):
         self.text = PretrainedTaskEmbedding(config.text_encoder, width) if config.text_encoder else LearnedTaskEmbedding(config.tasks, width)
         self.unet = DiamondUNet(3, config.channels, config.res_blocks, width, [False] * len(config.channels))
 
-    def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, texts: list[str | None]) -> Tensor:
-        """texts: the goal of each sample as text, None where it is the goal image in the context."""
-        return self.unet(scaled_noisy, context, self.noise_embedding(c_noise, self.text(texts)))
+    def forward(self, scaled_noisy: Tensor, c_noise: Tensor, context: Tensor, task_vectors: Tensor) -> Tensor:
+        """task_vectors: `self.text` of each sample's goal text (None where the goal is the image in the context)."""
+        return self.unet(scaled_noisy, context, self.noise_embedding(c_noise, task_vectors))
 
 
 class GoalVideoModel(nn.Module):
@@ -78,7 +78,8 @@ class GoalVideoModel(nn.Module):
         text_goal = torch.rand(len(frames), generator=generator, device=frames.device) < self.config.text_goals
         texts = [task if given else None for task, given in zip(tasks, text_goal.tolist())]
         context = self.context(frames, goal_frames, text_goal)
-        return self.denoiser.training_step(next_frames * 2 - 1, generator, context=context, texts=texts).loss.mean()
+        task_vectors = self.denoiser.network.text(texts)
+        return self.denoiser.training_step(next_frames * 2 - 1, generator, context=context, task_vectors=task_vectors).loss.mean()
 
     @torch.no_grad()
     def generate(self, frames: Tensor, steps: int, goal_frames: Tensor | None = None, tasks: list[str] | None = None,
@@ -88,12 +89,12 @@ class GoalVideoModel(nn.Module):
         if (goal_frames is None) == (tasks is None):
             raise GoalVideoError("give the goal as goal_frames or as tasks (texts), one of the two")
         text_goal = torch.full((len(frames),), tasks is not None, device=frames.device)
-        texts = tasks if tasks is not None else [None] * len(frames)
+        task_vectors = self.denoiser.network.text(tasks if tasks is not None else [None] * len(frames))  # once: the encoder is not cheap
         config = self.denoiser.config
         sigmas = karras_sigmas(config.denoising_steps, config.sigma_min, config.sigma_max, config.rho, frames.device, frames.dtype)
         video = [frames]
         for _ in range(steps):
             context = self.context(video[-1], goal_frames, text_goal)
-            sampled = euler_sample(lambda noisy, sigma: self.denoiser(noisy, sigma, context=context, texts=texts), tuple(frames.shape), sigmas, generator)
+            sampled = euler_sample(lambda noisy, sigma: self.denoiser(noisy, sigma, context=context, task_vectors=task_vectors), tuple(frames.shape), sigmas, generator)
             video.append(((sampled.clamp(-1, 1) + 1) / 2))
         return torch.stack(video, dim=1)

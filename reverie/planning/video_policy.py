@@ -89,17 +89,20 @@ class VideoPolicy:
         return self.inverse_dynamics.infer(self.video(frame, info))[0].tolist()
 
 
+def shortest_path_video(env: gym.Env, info: dict, rng: np.random.Generator) -> Tensor:
+    """The real video (T + 1, 3, H, W) of a shortest path from the agent to the goal in `info`."""
+    grid = env.unwrapped
+    cells = [info["agent"]]
+    for action in grid.shortest_path(info["agent"], info["goal"], rng):
+        cells.append(grid.moved(cells[-1], action))
+    return as_tensor([grid.frame_at(cell) for cell in cells])
+
+
 def ground_truth_video_planner(inverse_dynamics: InverseDynamicsModel, env: gym.Env, seed: int = 0) -> Planner:
     """The ceiling: the inverse dynamics model run on the real video of a shortest path to the goal."""
-    grid, rng = env.unwrapped, np.random.default_rng(seed)
-
-    def plan(frame: np.ndarray, info: dict) -> list[int]:
-        cells = [info["agent"]]
-        for action in grid.shortest_path(info["agent"], info["goal"], rng):
-            cells.append(grid.moved(cells[-1], action))
-        return inverse_dynamics.eval().infer(as_tensor([grid.frame_at(cell) for cell in cells])[None])[0].tolist()
-
-    return plan
+    rng = np.random.default_rng(seed)
+    inverse_dynamics.eval()
+    return lambda frame, info: inverse_dynamics.infer(shortest_path_video(env, info, rng)[None])[0].tolist()
 
 
 def random_planner(env: gym.Env, seed: int = 0) -> Planner:

@@ -17,8 +17,8 @@ Two ways to train, as `lora_rank` chooses:
 - LoRA (Hu et al. 2021) through peft (`reverie.posttrain.lora`): low-rank adapters on the DiT's
   linear layers named in `lora_targets` train with the action encoders; the pretrained weights stay
   frozen.
-`from_scratch: true` builds the pretrained model's architecture with fresh weights: the baseline
-that shows what pretraining on video brings to the same post-training.
+`from_scratch: true` builds a fresh DiT of the pretrained architecture over the same frozen
+tokenizer: the baseline that shows what pretraining on video brings to the same post-training.
 
 Datasets. A sample's action space is named by the field `space_field` of its metadata:
 `robot_type`, which LeRobot datasets carry (`reverie ingest` keeps it), by default. With one entry

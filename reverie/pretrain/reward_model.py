@@ -33,9 +33,9 @@ from torch import Tensor, nn
 from reverie.nn.frame_pair_cnn import GRID, frame_pair_cnn
 from reverie.nn.model_folder import MODELS
 from reverie.pretrain.action_tokens import ActionEmbedding
+from reverie.pretrain.token_world_model import REWARD_SIGNS
 
 REWARD_KINDS = ("sign", "value")
-SIGNS = (-1.0, 0.0, 1.0)
 
 
 class RewardModelError(ValueError):
@@ -63,7 +63,7 @@ class RewardModel(nn.Module):
         channels, width = config.channels, config.width
         self.frames = nn.Sequential(frame_pair_cnn(channels), nn.Linear(GRID * GRID * channels, width))
         self.action_embedding = ActionEmbedding(config.action_space, width)
-        outputs = len(SIGNS) if config.reward == "sign" else 1
+        outputs = len(REWARD_SIGNS) if config.reward == "sign" else 1
         self.reward_head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, outputs))
         self.termination_head = nn.Sequential(nn.SiLU(), nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
 
@@ -78,7 +78,7 @@ class RewardModel(nn.Module):
         """The reward (N,) float (the likeliest sign, or the value) and termination (N,) bool of each transition."""
         self.action_embedding.check(actions, (len(frames),), "actions")
         reward, termination = self(frames, actions, next_frames)
-        value = torch.tensor(SIGNS, device=reward.device)[reward.argmax(-1)] if self.config.reward == "sign" else reward[:, 0]
+        value = torch.tensor(REWARD_SIGNS, device=reward.device)[reward.argmax(-1)] if self.config.reward == "sign" else reward[:, 0]
         return value, termination > 0
 
     def training_losses(self, batch: dict) -> dict[str, Tensor]:
@@ -88,8 +88,8 @@ class RewardModel(nn.Module):
             raise RewardModelError(f"a batch without {', '.join(missing)}: the reward model trains on recorded episodes (reverie record)")
         frames, actions = batch["frames"], batch["actions"]
         self.action_embedding.check(actions, tuple(frames.shape[:2]), "batch actions")
-        reward, termination = self(transitions(frames), transitions(actions), transitions(frames[:, 1:], last=True))
-        rewards, terminated = transitions(batch["rewards"]).float(), transitions(batch["terminated"]).float()
+        reward, termination = self(transitions(frames[:, :-1]), transitions(actions[:, :-1]), transitions(frames[:, 1:]))
+        rewards, terminated = transitions(batch["rewards"][:, :-1]).float(), transitions(batch["terminated"][:, :-1]).float()
         if self.config.reward == "sign":
             reward_loss = F.cross_entropy(reward, (torch.sign(rewards) + 1).long())
         else:
@@ -98,7 +98,6 @@ class RewardModel(nn.Module):
         return terms | {"loss": terms["reward"] + terms["termination"]}
 
 
-def transitions(values: Tensor, last: bool = False) -> Tensor:
-    """Per-step values (B, T, ...) -> those of the T - 1 transitions, (B (T - 1), ...): steps 0 .. T - 2,
-    or all of `values` when they are already the steps 1 .. T - 1 (`last`)."""
-    return rearrange(values if last else values[:, :-1], "b t ... -> (b t) ...")
+def transitions(values: Tensor) -> Tensor:
+    """Values of B windows' transitions (B, T', ...) -> one row per transition, (B T', ...)."""
+    return rearrange(values, "b t ... -> (b t) ...")
