@@ -8,7 +8,8 @@ Not a paper's: this is the frame the model-based agents share, [3] PILCO (Deisen
 storing the transitions and learning from them, which is this loop. An agent is built as
 `cls(config, observation_space, action_space, task=None)` and holds:
 
-- `observation_dim`, `action_dim` and the action bounds `low`, `high` ((A,) float32 tensors);
+- what `bind_spaces` keeps of the spaces: for flat Boxes `observation_dim`, `action_dim` and the
+  action bounds `low`, `high` ((A,) float32 tensors); the pixel agents override it;
 - `generators`: one seeded `torch.Generator` per random stream named in `streams`, stream i seeded
   `config.seed * 1000 + i`, so one part's draws never shift another's;
 - `replay`: the real transitions (`build_buffers` may make others, `buffers` names those saved);
@@ -65,11 +66,7 @@ class TaskAgent:
 
     def __init__(self, config, observation_space: gym.Space, action_space: gym.Space, task: str | None = None):
         self.config = config
-        self.observation_dim = flat_box(observation_space, self.display_name, "observation").shape[0]
-        self.action_space = flat_box(action_space, self.display_name, "action")
-        self.low = torch.as_tensor(self.action_space.low, dtype=torch.float32)  # (A,)
-        self.high = torch.as_tensor(self.action_space.high, dtype=torch.float32)
-        self.action_dim = len(self.low)
+        self.bind_spaces(observation_space, action_space)
         self.generators = {name: torch.Generator().manual_seed(config.seed * 1000 + offset) for offset, name in enumerate(self.streams)}
         for name in self.counters:
             setattr(self, name, 0)
@@ -80,6 +77,15 @@ class TaskAgent:
             self.set_task(task)
 
     # -- hooks: what an agent builds -------------------------------------------------------------
+
+    def bind_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Check the spaces and keep what the agent reads of them: here flat Boxes, giving
+        `observation_dim`, `action_space`, the bounds `low` and `high` and `action_dim`."""
+        self.observation_dim = flat_box(observation_space, self.display_name, "observation").shape[0]
+        self.action_space = flat_box(action_space, self.display_name, "action")
+        self.low = torch.as_tensor(self.action_space.low, dtype=torch.float32)  # (A,)
+        self.high = torch.as_tensor(self.action_space.high, dtype=torch.float32)
+        self.action_dim = len(self.low)
 
     def build_buffers(self) -> None:
         """The transition stores: one replay buffer of the real transitions."""
@@ -232,6 +238,11 @@ class TaskAgent:
     def save(self, path: str | Path) -> Path:
         """Write the agent (models, optimizers, data, random streams) to one safetensors file, atomically."""
         return write_checkpoint(path, self.registry_name, self.state_dict(), **self.checkpoint_fields())
+
+    @classmethod
+    def make_env(cls, config, env_id: str, **kwargs) -> gym.Env:
+        """The env a run of this agent on `env_id` trains in (`reverie agent`): `gym.make`'s."""
+        return gym.make(env_id, **kwargs)
 
     @classmethod
     def load(cls, path: str | Path):

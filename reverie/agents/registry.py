@@ -36,6 +36,8 @@ AGENTS: Registry[type] = Registry(
         "pilco": "reverie.agents.pilco",
         "svg": "reverie.agents.svg",
         "mbmf": "reverie.agents.mbmf",
+        "diamond": "reverie.agents.diamond",
+        "iris": "reverie.agents.iris",
     },
 )
 

@@ -103,7 +103,8 @@ def open_agent_run(name: str, env_id: str, overrides: list[str], out: Path | Non
     agent_class = AGENTS.get(name)
     budget, env_kwargs, agent_items = split_overrides(overrides)
     config = resolve_config(agent_class, seed, agent_items)
-    env = gym.make(env_id, **env_kwargs)
+    make_env = getattr(agent_class, "make_env", None)  # an agent that plays by its paper's protocol (Atari's) builds its env
+    env = make_env(config, env_id, **env_kwargs) if make_env else gym.make(env_id, **env_kwargs)
     out = out or default_run_folder(name, env_id)
     wanted = {"agent": name, "env": env_id, "env_kwargs": env_kwargs, "config": asdict(config)}
     lock = FolderLock(out).acquire()  # makes the folder

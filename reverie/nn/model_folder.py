@@ -30,6 +30,7 @@ MODELS: Registry[type[torch.nn.Module]] = Registry(
         "frame_autoencoder": "reverie.tokenizers.frame_autoencoder",
         "causal_video_autoencoder": "reverie.tokenizers.causal_video_autoencoder",
         "st_vivit_tokenizer": "reverie.tokenizers.st_vivit",
+        "discrete_frame_autoencoder": "reverie.tokenizers.discrete_frame_autoencoder",
         "vjepa": "reverie.pretrain.vjepa",
         "vjepa_ac": "reverie.posttrain.ac_predictor",
         "pixel_diffusion_world_model": "reverie.pretrain.pixel_diffusion",

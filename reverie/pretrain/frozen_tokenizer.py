@@ -91,6 +91,13 @@ class FrozenTokenizer(nn.Module):
             return self.model.decode_indices(codes)
         return self.model.decode(rearrange(codes, "b t c h w -> b c t h w"))
 
+    @torch.no_grad()
+    def decode_last(self, codes: torch.Tensor) -> torch.Tensor:
+        """The last frame (B, 3, H, W) of a window's codes (B, T, h, w) or latents (B, T, C, h, w): a
+        tokenizer that maps each frame alone (`per_frame`) decodes the last frame's codes only, a
+        causal one the whole window."""
+        return self.decode(codes[:, -1:] if getattr(self.model, "per_frame", False) else codes)[:, -1]
+
     def codes_of(self, batch: dict) -> torch.Tensor:
         """A loader batch's codes (B, T, h, w) or latents (B, T, C, h, w): its own, when it is a latent
         shard's of this tokenizer, else its frames encoded; PayloadMismatchError naming a shard of

@@ -28,11 +28,12 @@ first code of frame t + 1 is predicted at the last code of frame t, and the head
 
 Generation (`reverie.nn.world_model`'s interface): `start` encodes the context frames and runs
 them, with the actions between them, through once to fill a key/value cache; `step(a)` feeds a's
-token, reads the reward (the argmax class as -1, 0 or 1) and termination (logit > 0) there, then
+token, reads the reward (the argmax class as -1, 0 or 1) and termination (logit > 0) there, or
+draws both from the heads' distributions with `sample_heads` (as IRIS's imagination does), then
 samples the N codes of the next frame one at a time against the cache, at `sampling_temperature`
 (0: argmax) from the `top_k` most likely codes (0: all), drawing only from start's generator. The
 frame is the last of the window's codes decoded together, as a tokenizer causal in time decodes
-it. The positions end at max_frames frames: a step that would pass them first rebuilds the cache
+it (a per-frame tokenizer decodes the last frame's codes alone). The positions end at max_frames frames: a step that would pass them first rebuilds the cache
 from the last max_frames - 1 frames (a sliding window; earlier frames are forgotten).
 
 Deviations from IRIS: no dropout (IRIS uses 0.1 on embeddings, attention and residuals), the
@@ -75,6 +76,7 @@ class TokenWorldModelConfig:
     termination_head: bool = True
     sampling_temperature: float = 1.0  # 0: argmax
     top_k: int = 0  # sample from the k most likely codes; 0: all
+    sample_heads: bool = False  # draw the reward and termination from the heads' distributions (IRIS's imagination) instead of the likeliest
 
 
 class TokenWorldModelError(ValueError):
@@ -294,7 +296,7 @@ class TokenWorldModel(nn.Module, WorldModel):
             state = self.rollout_state
         if action is not None:
             self.feed(state, self.action_embedding(action))
-        reward, terminated = self.read_heads(state.last_hidden)
+        reward, terminated = self.read_heads(state.last_hidden, state.generator)
         sampled = []
         for _ in range(self.codes_per_frame):
             code = sample_codes(self.code_head(state.last_hidden), self.config.sampling_temperature, self.config.top_k, state.generator)
@@ -304,14 +306,18 @@ class TokenWorldModel(nn.Module, WorldModel):
         if action is not None:
             state.actions = torch.cat([state.actions, action[:, None]], dim=1)
         window = rearrange(state.codes, "b t (h w) -> b t h w", h=self.grid[0])
-        return WorldStep(self.tokenizer.decode(window)[:, -1], reward, terminated)
+        return WorldStep(self.tokenizer.decode_last(window), reward, terminated)
 
-    def read_heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(B, width) at a transition token -> reward (B,) in {-1, 0, 1} and terminated (B,) bool, or None without a head."""
+    def read_heads(self, hidden: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, width) at a transition token -> reward (B,) in {-1, 0, 1} and terminated (B,) bool, or
+        None without a head: the likeliest, or drawn from `generator` with `sample_heads`."""
         reward = terminated = None
         if self.reward_head is not None:
-            reward = torch.tensor(REWARD_SIGNS, device=hidden.device)[self.reward_head(hidden).argmax(dim=-1)]
+            probabilities = self.reward_head(hidden).softmax(dim=-1)
+            classes = torch.multinomial(probabilities, 1, generator=generator)[:, 0] if self.config.sample_heads else probabilities.argmax(dim=-1)
+            reward = torch.tensor(REWARD_SIGNS, device=hidden.device)[classes]
         if self.termination_head is not None:
-            terminated = self.termination_head(hidden).squeeze(-1) > 0
+            logit = self.termination_head(hidden).squeeze(-1)
+            terminated = torch.bernoulli(logit.sigmoid(), generator=generator).bool() if self.config.sample_heads else logit > 0
         return reward, terminated
 

@@ -67,7 +67,7 @@ from reverie.nn.model_folder import FILES, load_model_folder
 
 VIDEO_TOKENIZER_API = ("encode", "decode", "compression", "latent_shape", "latent_channels", "discrete", "codebook_size")
 DISCRETE_API = ("tokenize", "decode_indices")
-VIDEO_TOKENIZERS = ("causal_video_autoencoder", "st_vivit_tokenizer")
+VIDEO_TOKENIZERS = ("causal_video_autoencoder", "st_vivit_tokenizer", "discrete_frame_autoencoder")
 PAYLOADS = ("latents", "tokens")
 LATENT_DTYPE = np.float16
 

@@ -301,3 +301,20 @@ def test_it_trains_on_the_token_shards_of_its_tokenizer_and_refuses_another_s(to
     other = tiny(per_frame_tokenizer(tmp_path / "other", bottleneck="fsq", quantizer={"levels": [4, 4, 4]}))
     with pytest.raises(PayloadMismatchError, match=re.escape(batch["shard"][0]) + r": holds tokens of 'causal_video_autoencoder' sha256:"):
         other.training_losses(batch)
+
+
+def test_sampled_heads_follow_the_heads_distributions_and_the_default_takes_the_likeliest(tokenizer_folder):
+    model = tiny(tokenizer_folder)
+    with torch.no_grad():
+        for head in (model.reward_head, model.termination_head):
+            head.weight.zero_()
+        model.reward_head.bias.copy_(torch.tensor([0.2, 0.3, 0.5]).log())
+        model.termination_head.bias.fill_(float(np.log(0.25 / 0.75)))
+    hidden = torch.randn(20_000, model.config.width)
+    reward, terminated = model.read_heads(hidden)
+    assert bool((reward == 1.0).all()) and not bool(terminated.any())
+    model.config.sample_heads = True
+    reward, terminated = model.read_heads(hidden, torch.Generator().manual_seed(0))
+    frequencies = [float((reward == sign).float().mean()) for sign in (-1.0, 0.0, 1.0)]
+    np.testing.assert_allclose(frequencies, [0.2, 0.3, 0.5], atol=0.02)
+    assert abs(float(terminated.float().mean()) - 0.25) < 0.02

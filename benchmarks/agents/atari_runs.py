@@ -1,0 +1,162 @@
+"""What the Atari benchmarks of the imagination agents share (`iris.py`, `diamond.py`): one agent
+trained on one game to a step budget with evaluations along the way, the reference points beside
+it, and the table and figure.
+
+Evaluation plays whole games (no life-loss ends, no exploration) with the agent's actor, reset
+with seeds 10000 + 100 * seed + i. Beside the agent, on the same protocol and seeds:
+- random: a uniform action at every step, the floor of the Atari 100k tables;
+- the best single action held for a whole game, the trivial baseline (the best of all the game's
+  actions, each played for `constant_episodes` games).
+
+A run checkpoints the agent to benchmarks/.data/NAME/GAME_seedN.safetensors after every
+evaluation, so a killed run goes on from its last evaluation; each evaluation is merged into
+benchmarks/results/NAME.json as it comes, under `runs` keyed GAME-ID:SEED, and the reference points
+under `references` keyed by game id.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for benchmarks/common.py
+import common  # noqa: E402
+from reverie.agents.registry import load_agent  # noqa: E402
+
+EVAL_SEED = 10_000
+# the Atari 100k tables of [14] IRIS (Table 1) and [16] DIAMOND (Table 1): mean scores over their seeds
+PUBLISHED = {
+    "ALE/Asterix-v5": {"random": 210.0, "human": 8503.3, "IRIS": 853.6, "DIAMOND": 3698.5},
+    "ALE/RoadRunner-v5": {"random": 11.5, "human": 7845.0, "IRIS": 9614.6, "DIAMOND": 20673.2},
+    "ALE/Pong-v5": {"random": -20.7, "human": 14.6, "IRIS": 14.6, "DIAMOND": 20.4},
+    "ALE/Breakout-v5": {"random": 1.7, "human": 30.5, "IRIS": 83.7, "DIAMOND": 132.5},
+    "ALE/Boxing-v5": {"random": 0.1, "human": 12.1, "IRIS": 70.1, "DIAMOND": 86.9},
+}
+
+
+def play(env, choose, episodes: int, seed: int) -> list[float]:
+    """Returns of `episodes` whole games where `choose(observation)` picks each action."""
+    returns = []
+    for episode in range(episodes):
+        observation, _ = env.reset(seed=EVAL_SEED + 100 * seed + episode)
+        total, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = env.step(choose(observation))
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    return returns
+
+
+def game_name(env_id: str) -> str:
+    """ALE/Asterix-v5 -> Asterix."""
+    return env_id.split("/")[-1].split("-")[0]
+
+
+def references_for(name: str, agent_class, config, env_id: str) -> dict:
+    """The reference points of `env_id`, computed once and kept in NAME.json."""
+    results = common.RESULTS / f"{name}.json"
+    stored = common.update_results(results, lambda results: None).get("references", {})
+    if env_id not in stored:
+        eval_env = agent_class.make_env(type(config)(**{**vars(config), "life_loss_ends": False}), env_id)
+        computed = baselines(eval_env, episodes=20, constant_episodes=3)
+        stored = common.update_results(results, lambda results: results.setdefault("references", {}).update({env_id: computed}))["references"]
+    return stored[env_id]
+
+
+def baselines(eval_env, episodes: int, constant_episodes: int) -> dict:
+    """The random and the best-constant-action reference points on the evaluation protocol."""
+    rng = np.random.default_rng(0)
+    count = int(eval_env.action_space.n)
+    random_returns = play(eval_env, lambda _: int(rng.integers(count)), episodes, seed=0)
+    constant = {action: play(eval_env, lambda _, a=action: a, constant_episodes, seed=0) for action in range(count)}
+    best = max(constant, key=lambda action: np.mean(constant[action]))
+    names = eval_env.unwrapped.get_action_meanings()
+    return {
+        "random": {"mean": float(np.mean(random_returns)), "returns": random_returns},
+        "best_constant": {"action": names[best], "mean": float(np.mean(constant[best])), "returns": constant[best]},
+        "constant_means": {names[action]: float(np.mean(values)) for action, values in constant.items()},
+    }
+
+
+def train_with_evaluations(name: str, agent_class, config, env_id: str, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict:
+    """Train `agent_class(config)` on `env_id` to `steps` real steps, evaluating after the first
+    episode past every `eval_every` steps; resumes from benchmarks/.data/NAME/seed{seed}."""
+    folder = common.DATA / name
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint, key = folder / f"{game_name(env_id)}_seed{seed}.safetensors", f"{env_id}:{seed}"
+    env = agent_class.make_env(config, env_id)
+    eval_env = agent_class.make_env(type(config)(**{**vars(config), "life_loss_ends": False}), env_id)
+    stored = common.update_results(common.RESULTS / f"{name}.json", lambda results: None)["runs"].get(key)
+    if checkpoint.exists() and stored:
+        agent, run = load_agent(checkpoint), stored
+        print(f"resuming {name} seed {seed} at step {agent.total_steps}", flush=True)
+    else:
+        agent = agent_class(config, env.observation_space, env.action_space)
+        run = {"config": vars(config), "eval_steps": [], "eval_returns": [], "train_returns": [], "seconds": 0.0}
+    started, last = time.perf_counter(), run["seconds"]
+
+    def evaluate_and_save() -> None:
+        returns = agent.evaluate(eval_env, eval_episodes, EVAL_SEED + 100 * seed)
+        run["eval_steps"].append(agent.total_steps)
+        run["eval_returns"].append(returns)
+        run["seconds"] = last + time.perf_counter() - started
+        agent.save(checkpoint)
+        common.update_results(common.RESULTS / f"{name}.json", lambda results: results["runs"].update({key: run}))
+        print(f"  {name} seed {seed} step {agent.total_steps} (epoch {agent.epochs}): eval {np.mean(returns):.1f} {returns} ({run['seconds']:.0f} s)", flush=True)
+
+    def on_episode(row: dict) -> None:
+        run["train_returns"].append(row["return"])
+        due = run["eval_steps"][-1] + eval_every if run["eval_steps"] else eval_every
+        if agent.total_steps >= due:
+            losses = {key: round(value, 3) for key, value in row.items() if isinstance(value, float) and key not in ("return", "seconds")}
+            print(f"  step {agent.total_steps}: last train return {row['return']:g}, {losses}", flush=True)
+            evaluate_and_save()
+
+    torch.manual_seed(seed)
+    agent.train(env, steps=steps, on_episode=on_episode)
+    if not run["eval_steps"] or run["eval_steps"][-1] < agent.total_steps:
+        evaluate_and_save()
+    return run
+
+
+def report(name: str, game: str, published: dict, references: dict, figure: Path) -> dict:
+    """Print the table of `name`'s stored runs on `game` beside the references, draw the curves; the summary."""
+    runs = {key: run for key, run in common.update_results(common.RESULTS / f"{name}.json", lambda results: None)["runs"].items() if key.startswith(f"{game}:")}
+    summary = {}
+    print(f"\n{game}: evaluation return (mean of whole games)   random {references['random']['mean']:.1f}   "
+          f"best constant action ({references['best_constant']['action']}) {references['best_constant']['mean']:.1f}   published: {published}")  # fmt: skip
+    for key, run in sorted(runs.items()):
+        means = [float(np.mean(returns)) for returns in run["eval_returns"]]
+        final = run["eval_returns"][-1]
+        summary[key] = {
+            "eval_steps": run["eval_steps"], "eval_means": means, "final_mean": float(np.mean(final)), "final_returns": final,
+            "above_random": bool(np.mean(final) > references["random"]["mean"]), "minutes": round(run["seconds"] / 60, 1),
+        }
+        print(f"  {key}: {len(run['eval_steps'])} evaluations in {run['seconds'] / 60:.1f} min")
+        for step, mean, returns in zip(run["eval_steps"], means, run["eval_returns"]):
+            print(f"    step {step:6d}: {mean:8.1f}   {returns}")
+    draw(runs, references, game, figure)
+    return summary
+
+
+def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axis = plt.subplots(figsize=(6, 4))[1]
+    for key, run in sorted(runs.items()):
+        means = [float(np.mean(returns)) for returns in run["eval_returns"]]
+        axis.plot(run["eval_steps"], means, marker="o", label=f"seed {key.rsplit(':', 1)[1]}")
+    axis.axhline(references["random"]["mean"], color="tab:gray", linestyle="--", label="random")
+    axis.axhline(references["best_constant"]["mean"], color="tab:gray", linestyle=":", label=f"best constant action ({references['best_constant']['action']})")
+    axis.set(title=game, xlabel="real environment steps", ylabel="evaluation return (whole games)")
+    axis.legend()
+    axis.figure.tight_layout()
+    axis.figure.savefig(figure, dpi=100)
+    print(f"figure: {figure}")
