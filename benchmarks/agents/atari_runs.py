@@ -7,6 +7,9 @@ with seeds 10000 + 100 * seed + i. Beside the agent, on the same protocol and se
 - random: a uniform action at every step, the floor of the Atari 100k tables;
 - the best single action held for a whole game, the trivial baseline (the best of all the game's
   actions, each played for `constant_episodes` games).
+A finished run's agent plays `--final-episodes` more games (`final_evaluation`); the headline is
+their mean, with the bootstrap 95% interval of its difference from random's 20 games: the agent
+beats random when that interval lies above 0.
 
 A run checkpoints the agent to benchmarks/.data/NAME/GAME_seedN.safetensors after every
 evaluation, so a killed run goes on from its last evaluation; each evaluation is merged into
@@ -123,6 +126,30 @@ def train_with_evaluations(name: str, agent_class, config, env_id: str, seed: in
     return run
 
 
+def final_evaluation(name: str, env_id: str, seed: int, episodes: int) -> None:
+    """Play `episodes` more whole games with the checkpointed agent of a finished run (seeds apart
+    from the evaluations along the way) and store their returns as the run's `final_returns`."""
+    key, results = f"{env_id}:{seed}", common.RESULTS / f"{name}.json"
+    run = common.update_results(results, lambda results: None)["runs"].get(key)
+    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
+    if run is None or "final_returns" in run or not checkpoint.exists():
+        return
+    agent = load_agent(checkpoint)
+    eval_env = agent.make_env(type(agent.config)(**{**vars(agent.config), "life_loss_ends": False}), env_id)
+    returns = agent.evaluate(eval_env, episodes, EVAL_SEED + 100 * seed + 50)
+    print(f"  {name} seed {seed} after {agent.total_steps} steps: final {episodes} games {np.mean(returns):.1f}", flush=True)
+    common.update_results(results, lambda results: results["runs"][key].update(final_returns=returns, final_steps=agent.total_steps))
+
+
+def difference_interval(ours: list[float], theirs: list[float], draws: int = 10_000) -> tuple[float, float]:
+    """The bootstrap 95% interval of mean(ours) - mean(theirs)."""
+    rng = np.random.default_rng(0)
+    ours_drawn = rng.choice(ours, (draws, len(ours))).mean(1)
+    theirs_drawn = rng.choice(theirs, (draws, len(theirs))).mean(1)
+    low, high = np.percentile(ours_drawn - theirs_drawn, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def report(name: str, game: str, published: dict, references: dict, figure: Path) -> dict:
     """Print the table of `name`'s stored runs on `game` beside the references, draw the curves; the summary."""
     runs = {key: run for key, run in common.update_results(common.RESULTS / f"{name}.json", lambda results: None)["runs"].items() if key.startswith(f"{game}:")}
@@ -131,14 +158,18 @@ def report(name: str, game: str, published: dict, references: dict, figure: Path
           f"best constant action ({references['best_constant']['action']}) {references['best_constant']['mean']:.1f}   published: {published}")  # fmt: skip
     for key, run in sorted(runs.items()):
         means = [float(np.mean(returns)) for returns in run["eval_returns"]]
-        final = run["eval_returns"][-1]
+        final = run.get("final_returns", run["eval_returns"][-1])
+        low, high = difference_interval(final, references["random"]["returns"])
         summary[key] = {
-            "eval_steps": run["eval_steps"], "eval_means": means, "final_mean": float(np.mean(final)), "final_returns": final,
-            "above_random": bool(np.mean(final) > references["random"]["mean"]), "minutes": round(run["seconds"] / 60, 1),
+            "eval_steps": run["eval_steps"], "eval_means": means, "final_steps": run.get("final_steps", run["eval_steps"][-1]),
+            "final_games": len(final), "final_mean": float(np.mean(final)), "final_returns": final,
+            "minus_random_95": [low, high], "beats_random": low > 0, "minutes": round(run["seconds"] / 60, 1),
         }
         print(f"  {key}: {len(run['eval_steps'])} evaluations in {run['seconds'] / 60:.1f} min")
         for step, mean, returns in zip(run["eval_steps"], means, run["eval_returns"]):
             print(f"    step {step:6d}: {mean:8.1f}   {returns}")
+        print(f"    final, {len(final)} games: {np.mean(final):.1f}; minus random, 95% interval [{low:.1f}, {high:.1f}]: "
+              f"{'beats' if low > 0 else 'does not beat'} random")  # fmt: skip
     draw(runs, references, game, figure)
     return summary
 

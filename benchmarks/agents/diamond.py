@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--final-episodes", type=int, default=20, help="whole games played by the trained agent at the end")
     parser.add_argument("--report", action="store_true", help="only print and draw the stored runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,6 +62,8 @@ def main() -> None:
     if not args.report:
         for seed in args.seeds:
             atari_runs.train_with_evaluations(NAME, Diamond, DiamondConfig(**CPU, seed=seed), args.game, seed, args.steps, args.eval_every, args.eval_episodes)
+    for seed in args.seeds:
+        atari_runs.final_evaluation(NAME, args.game, seed, args.final_episodes)
     summary = atari_runs.report(NAME, args.game, atari_runs.PUBLISHED.get(args.game, {}), references, common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}.png")
     common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results.setdefault("summary", {}).update(summary))
 

@@ -6,7 +6,8 @@ inside of the dream"), IRIS [14] and DIAMOND [16] train their agents in imaginat
     envs = gym.make_vec("reverie/WorldModel-v0", num_envs=16, model=..., starts=...)  # one model call a step
 
 - `reset` starts the world from a real frame, the first frame of an episode of `starts` drawn
-  with the env's seeded generator, or from an image: `prompt=IMAGE` for every reset, or
+  with the env's seeded generator (or one of `starts` given as an (N, H, W, 3) uint8 array of
+  frames, such as an agent's replay holds), or from an image: `prompt=IMAGE` for every reset, or
   `reset(options={"prompt": IMAGE})` for one (resized to the model's frames);
 - `step` returns the model's next frame (H, W, 3) uint8 and the reward and termination of its
   heads, or of a separately trained reward model (`reward_model=DIR`, `reverie.pretrain.reward_model`);
@@ -50,7 +51,7 @@ def check_render_mode(render_mode: str | None) -> None:
 class WorldModelEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS}
 
-    def __init__(self, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | None = None,
+    def __init__(self, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | np.ndarray | None = None,
                  prompt: str | Path | None = None, device: str = "cpu", render_mode: str | None = None,
                  reward_model: str | Path | torch.nn.Module | None = None, without_rewards: bool = False):  # fmt: skip
         check_render_mode(render_mode)
@@ -79,7 +80,7 @@ class WorldModelEnv(gym.Env):
 class WorldModelVectorEnv(VectorEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | None = None,
+    def __init__(self, num_envs: int, model: str | Path | torch.nn.Module, starts: Sequence[str | Path] | str | Path | np.ndarray | None = None,
                  prompt: str | Path | None = None, device: str = "cpu", render_mode: str | None = None,
                  max_episode_steps: int | None = MAX_EPISODE_STEPS, reward_model: str | Path | torch.nn.Module | None = None,
                  without_rewards: bool = False):  # fmt: skip

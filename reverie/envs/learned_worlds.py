@@ -62,14 +62,20 @@ def last(items: list, count: int) -> list:
 
 
 class StartFrames:
-    """Where resets start: the first frame of every episode of `starts` (episode shards), or one prompt image."""
+    """Where resets start: the first frame of every episode of `starts` (episode shards, or the
+    frames themselves as an (N, H, W, 3) uint8 array), or one prompt image."""
 
-    def __init__(self, starts: Sequence[str | Path] | str | Path | None, prompt: str | Path | None, frame_size: tuple[int, int]):
+    def __init__(self, starts: Sequence[str | Path] | str | Path | np.ndarray | None, prompt: str | Path | None, frame_size: tuple[int, int]):
+        self.frame_size = frame_size
+        if isinstance(starts, np.ndarray):
+            if starts.ndim != 4 or starts.dtype != np.uint8 or tuple(starts.shape[1:]) != (*frame_size, 3):
+                raise LearnedEnvError(f"starts: an array of shape {starts.shape} ({starts.dtype}); give start frames (N, {frame_size[0]}, {frame_size[1]}, 3) uint8")
+            self.frames = list(starts)
+            return
         if isinstance(starts, (str, Path)):
             starts = [starts]
         if prompt is None and not starts:
             raise LearnedEnvError("nothing to start from: give starts=EPISODE_SHARDS (their episodes' first frames) or prompt=IMAGE")
-        self.frame_size = frame_size
         try:
             self.frames = [prompt_frame(prompt, frame_size).frame] if prompt is not None else [s.frame for s in episode_starts(starts, frame_size)]
         except PlayError as error:

@@ -126,3 +126,13 @@ def test_reward_and_termination_come_from_the_models_heads(tmp_path):
     assert rewards.tolist() == [0.0, 0.0] and not terminated.any()
     np.testing.assert_array_equal(frames[0], sliding_square(0, 3, 32, 32)[0])
     assert envs.step(np.array([1, 0]))[2].all()  # stepping again after the restart
+
+
+def test_start_frames_can_be_given_as_an_array_and_a_misshapen_one_is_named(pixel_folder):
+    frames = np.stack([sliding_square(index, 1, 16, 16)[0] for index in range(4)])  # (4, 16, 16, 3) uint8
+    env = gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=frames, without_rewards=True)
+    seen = [env.reset(seed=seed)[0] for seed in range(12)]
+    assert all(any(np.array_equal(start, frame) for frame in frames) for start in seen)
+    assert len({start.tobytes() for start in seen}) > 1
+    with pytest.raises(LearnedEnvError, match=r"give start frames \(N, 16, 16, 3\) uint8"):
+        gym.make("reverie/WorldModel-v0", model=str(pixel_folder), starts=frames[:, :8], without_rewards=True)
