@@ -174,6 +174,44 @@ def report(name: str, game: str, published: dict, references: dict, figure: Path
     return summary
 
 
+def dream_figure(name: str, env_id: str, seed: int, figure: Path, rows: int = 3, horizon: int = 15) -> None:
+    """Real replay windows beside the agent's dream of them: each pair of rows starts from the same
+    real context and takes the real actions; the top row is what happened, the bottom the dream."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
+    if not checkpoint.exists():
+        return
+    agent = load_agent(checkpoint)
+    context = agent.context_frames
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        window = agent.replay.sample(rows, context + horizon)
+        world = agent.dream()
+        first = world.reset(window["frames"][:, :context], window["actions"][:, : context - 1])
+        dreamed = [first] + [world.step(window["actions"][:, context - 1 + t])[0] for t in range(horizon)]
+    real = window["frames"][:, context - 1 :]
+    columns = horizon + 1
+    axes = plt.subplots(2 * rows, columns, figsize=(columns * 0.8, 2 * rows * 0.85))[1]
+    for row in range(rows):
+        for t in range(columns):
+            for offset, frames in ((0, real[row, t]), (1, dreamed[t][row])):
+                axis = axes[2 * row + offset, t]
+                axis.imshow(frames.permute(1, 2, 0).clamp(0, 1).numpy())
+                axis.set_xticks([]), axis.set_yticks([])
+            if t == 0:
+                axes[2 * row, 0].set_ylabel("real", fontsize=7)
+                axes[2 * row + 1, 0].set_ylabel("dream", fontsize=7)
+    plt.suptitle(f"{name} on {game_name(env_id)}: the last real context frame, then {horizon} steps with the real actions", fontsize=8)
+    plt.tight_layout()
+    plt.savefig(figure, dpi=100)
+    plt.close()
+    print(f"figure: {figure}")
+
+
 def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
     import matplotlib
 

@@ -66,6 +66,7 @@ def main() -> None:
         atari_runs.final_evaluation(NAME, args.game, seed, args.final_episodes)
     summary = atari_runs.report(NAME, args.game, atari_runs.PUBLISHED.get(args.game, {}), references, common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}.png")
     common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results.setdefault("summary", {}).update(summary))
+    atari_runs.dream_figure(NAME, args.game, args.seeds[0], common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}_dreams.png")
 
 if __name__ == "__main__":
     main()

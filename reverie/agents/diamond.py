@@ -130,9 +130,15 @@ class Diamond(PixelAgent):
             self.update("reward_model", loss, self.reward_model_steps, config.reward_learning_rate, config.reward_max_grad_norm)
             self.reward_model_steps += 1
             self.losses["reward_model"] = float(loss.detach())
-        dream = DiamondDream(self.world_model, self.reward_model)
-        terms = self.train_actor_critic(dream, self.updates(config.first_actor_updates, config.actor_updates), config.context_frames)
+        terms = self.train_actor_critic(self.dream(), self.updates(config.first_actor_updates, config.actor_updates), config.context_frames)
         self.losses |= {f"actor_{name}": value for name, value in terms.items()}
+
+    def dream(self) -> DiamondDream:
+        return DiamondDream(self.world_model, self.reward_model)
+
+    @property
+    def context_frames(self) -> int:
+        return self.config.context_frames
 
     def end_episode(self, steps: int) -> dict:
         return super().end_episode(steps) | self.losses

@@ -156,8 +156,15 @@ class Iris(PixelAgent):
                 self.world_model_steps += 1
                 self.losses["world_model"] = float(loss.detach())
         if self.epochs >= config.actor_start_epoch:
-            terms = self.train_actor_critic(IrisDream(self.world_model), config.actor_updates, config.burn_in)
+            terms = self.train_actor_critic(self.dream(), config.actor_updates, config.burn_in)
             self.losses |= {f"actor_{name}": value for name, value in terms.items()}
+
+    def dream(self) -> IrisDream:
+        return IrisDream(self.world_model)
+
+    @property
+    def context_frames(self) -> int:
+        return self.config.burn_in
 
     def end_episode(self, steps: int) -> dict:
         return super().end_episode(steps) | self.losses

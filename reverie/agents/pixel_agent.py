@@ -61,7 +61,8 @@ class PixelAgentConfig:
 
 class PixelAgent(TaskAgent):
     """See the module docstring. A subclass builds its world model in `build` (calling this
-    `build` for the actor-critic), lists its trained parts in `parts`, and writes `train_epoch`."""
+    `build` for the actor-critic), lists its trained parts in `parts`, writes `train_epoch`, and
+    gives its world model to imagination as `dream()`, started from `context_frames` real frames."""
 
     streams = ("act", "train")
     counters = ("episodes", "total_steps", "epochs", "actor_steps")
@@ -163,6 +164,11 @@ class PixelAgent(TaskAgent):
             self.epochs += 1
 
     def train_epoch(self) -> None:
+        raise NotImplementedError
+
+    def dream(self):
+        """The world model as an `ImaginedWorld` that rollouts start from replay windows of
+        `context_frames` frames."""
         raise NotImplementedError
 
     def updates(self, first: int, later: int) -> int:
