@@ -1,20 +1,22 @@
 """A real client trained only inside a learned simulator, then scored in the real game: the claim
 of World Models [7] and DIAMOND [16], measured with stable-baselines3's PPO.
 
-The simulator is the DIAMOND agent's diffusion world model and reward/termination model after its
-CPU run on Asterix (`benchmarks/agents/diamond.py`: 10k real steps), stepped as reverie's learned
-worlds (`reverie.envs.learned_worlds`, the batched core of `reverie/WorldModel-v0`) behind SB3's
-VecEnv interface, N worlds in one model call. Each dreamed episode starts from the first frame of
-an episode of the agent's replay and lasts until the reward model says it ended, or `--max-steps`
-steps; its rewards are the reward model's signs, as Atari agents train on clipped rewards.
+The simulator is an imagination agent's world model after its CPU run on Asterix
+(`benchmarks/agents/diamond.py` or `iris.py`: 10k real steps): DIAMOND's diffusion model with its
+reward/termination model, or IRIS's transformer with its own heads. It is stepped as reverie's
+learned worlds (`reverie.envs.learned_worlds`, the batched core of `reverie/WorldModel-v0`) behind
+SB3's VecEnv interface, N worlds in one model call. Each dreamed episode starts from the first
+frame of an episode of the agent's replay and lasts until the model says it ended, or
+`--max-steps` steps; its rewards are the predicted signs, as Atari agents train on clipped rewards.
 
 Scored on whole real games (no life-loss ends, the same seeds as `atari_runs.py`), beside:
 - random play and the best single action (the agent benchmark's references);
 - the same PPO trained in the real game for as many real steps as the world model was trained on
   (the claim: the world model makes better use of the same real data);
-- the DIAMOND agent's own actor, trained in the same dreams.
+- the agent's own actor, trained in the same dreams (its benchmark's final games).
 
     .venv/bin/python benchmarks/ppo_in_learned_sim.py                 # after benchmarks/agents/diamond.py
+    .venv/bin/python benchmarks/ppo_in_learned_sim.py --agent iris    # after benchmarks/agents/iris.py
     .venv/bin/python benchmarks/ppo_in_learned_sim.py --sim-steps 200000 --seeds 0 1
 
 Results: benchmarks/results/ppo_in_learned_sim.json.
@@ -126,7 +128,8 @@ def score(model: PPO, agent, game: str, episodes: int, seed: int) -> list[float]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default=GAME, help="the game of the DIAMOND agent's run")
+    parser.add_argument("--agent", choices=["diamond", "iris"], default="diamond", help="whose world model is the simulator")
+    parser.add_argument("--game", default=GAME, help="the game of the agent's run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--sim-steps", type=int, default=100_000)
     parser.add_argument("--worlds", type=int, default=16)
@@ -135,17 +138,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    agent = load_agent(common.DATA / "diamond" / f"{atari_runs.game_name(args.game)}_seed0.safetensors")
+    agent = load_agent(common.DATA / args.agent / f"{atari_runs.game_name(args.game)}_seed0.safetensors")
     replay = agent.replay.state_dict()
     episodes = replay["replay.episodes"]
     first_frames = replay["replay.frames"][np.r_[0, np.flatnonzero(np.diff(episodes)) + 1]]  # each episode's first, (N, 3, S, S)
     starts = StartFrames(np.ascontiguousarray(first_frames.transpose(0, 2, 3, 1)), None, (agent.frame_size, agent.frame_size))
     real_steps = agent.total_steps
-    references = common.update_results(common.RESULTS / "diamond.json", lambda results: None)["references"][args.game]
+    stored = common.update_results(common.RESULTS / f"{args.agent}.json", lambda results: None)
+    references, own_actor = stored["references"][args.game], stored["runs"][f"{args.game}:0"].get("final_returns")
     for seed in args.seeds:
         started = time.perf_counter()
-        agent.world_model.eval(), agent.reward_model.eval()
-        worlds = LearnedWorlds(load_world_model(agent.world_model, "cpu"), args.worlds, "cpu", agent.reward_model)
+        reward_model = getattr(agent, "reward_model", None)  # DIAMOND's; IRIS's world model has its own heads
+        worlds = LearnedWorlds(load_world_model(agent.world_model.eval(), "cpu"), args.worlds, "cpu", None if reward_model is None else reward_model.eval())
         dream = DreamVecEnv(worlds, starts, args.max_steps, seed)
         in_dream = ppo(dream, seed).learn(args.sim_steps)
         dream_seconds = time.perf_counter() - started
@@ -163,8 +167,9 @@ def main() -> None:
             "ppo_in_dream": {"mean": float(np.mean(dream_returns)), "returns": dream_returns, "seconds": dream_seconds, "minus_random_95": [low, high]},
             "ppo_in_real": {"mean": float(np.mean(real_returns)), "returns": real_returns, "seconds": real_seconds},
             "random": references["random"]["mean"], "best_constant": references["best_constant"],
+            "agents_own_actor": None if own_actor is None else float(np.mean(own_actor)),
         }
-        common.update_results(RESULTS, lambda results: results["runs"].update({f"{args.game}:{seed}": result}))
+        common.update_results(RESULTS, lambda results: results["runs"].update({f"{args.agent}:{args.game}:{seed}": result}))
         print(f"  random {references['random']['mean']:.1f}, best constant action {references['best_constant']['mean']:.1f}; "
               f"in the dream minus random, 95% interval [{low:.1f}, {high:.1f}]")  # fmt: skip
 

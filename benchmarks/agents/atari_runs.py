@@ -212,6 +212,30 @@ def dream_figure(name: str, env_id: str, seed: int, figure: Path, rows: int = 3,
     print(f"figure: {figure}")
 
 
+def dream_rewards(name: str, env_id: str, seed: int, windows: int = 64, horizon: int = 15) -> dict | None:
+    """How often the dream pays where the game did: replay windows replayed in the dream with their
+    real actions, the mean reward sign a step (and the fraction of steps with a reward) of the real
+    windows against the dreamed ones. A dream that pays far more often than the game is what an
+    actor trained in it learns to chase."""
+    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
+    if not checkpoint.exists():
+        return None
+    agent = load_agent(checkpoint)
+    context = agent.context_frames
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        window = agent.replay.sample(windows, context + horizon)
+        world = agent.dream()
+        world.reset(window["frames"][:, :context], window["actions"][:, : context - 1])
+        dreamed = torch.stack([world.step(window["actions"][:, context - 1 + t])[1] for t in range(horizon)], dim=1)
+    real = torch.sign(window["rewards"][:, context - 1 : context - 1 + horizon])
+    return {
+        "real_reward_per_step": float(real.mean()), "dream_reward_per_step": float(dreamed.float().mean()),
+        "real_rewarded_steps": float((real != 0).float().mean()), "dream_rewarded_steps": float((dreamed != 0).float().mean()),
+        "windows": windows, "horizon": horizon,
+    }
+
+
 def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
     import matplotlib
 

@@ -66,6 +66,11 @@ def main() -> None:
         atari_runs.final_evaluation(NAME, args.game, seed, args.final_episodes)
     summary = atari_runs.report(NAME, args.game, atari_runs.PUBLISHED.get(args.game, {}), references, common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}.png")
     common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results.setdefault("summary", {}).update(summary))
+    rewards = atari_runs.dream_rewards(NAME, args.game, args.seeds[0])
+    if rewards:
+        print(f"replayed in the dream with their real actions, {rewards['windows']} windows of {rewards['horizon']} steps: reward a step "
+              f"{rewards['real_reward_per_step']:.3f} real, {rewards['dream_reward_per_step']:.3f} dreamed")  # fmt: skip
+        common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results["summary"][f"{args.game}:{args.seeds[0]}"].update(dream_rewards=rewards))
     atari_runs.dream_figure(NAME, args.game, args.seeds[0], common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}_dreams.png")
 
 if __name__ == "__main__":
