@@ -66,7 +66,7 @@ def test_agent_command_rejects_unknown_keys_and_a_changed_run(tmp_path, capsys):
 
 def test_an_unknown_agent_or_env_exits_2_naming_it_before_making_the_folder(tmp_path, capsys):
     assert main(["agent", "dyna_z", *DYNA_MAZE, "--out", str(tmp_path / "a")]) == 2
-    assert "unknown agent 'dyna_z'; known: dyna_q, dyna_q_plus" in capsys.readouterr().err
+    assert "unknown agent 'dyna_z'; known: diamond, dyna_q, dyna_q_plus" in capsys.readouterr().err
     assert main(["agent", "dyna_q", "--env", "reverie/NoMaze-v0", "--out", str(tmp_path / "b")]) == 2
     assert "NoMaze" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
