@@ -4,10 +4,12 @@ Each `key=value` sets a field of the agent's config (`planning_steps=50 alpha=0.
 (`episodes=N`, default 50, or `steps=N`, both counted from the run's start), `checkpoint_every=N`
 episodes (default 1), or an argument of the environment (`env.scale=2`). The folder holds
 `run.json` (what was asked), `metrics.csv` (one row per episode: return, steps, total steps,
-backups) and `checkpoint.safetensors`, each written to a temporary name and renamed. Asked again
-for the same run, `train_agent_run` resumes from the checkpoint, with a larger budget to train on:
-metrics rows written after the checkpoint are dropped and redone, and a maze that changes after so
-many steps goes on from the run's step count. `fresh=True` starts over.
+backups) and `checkpoint.safetensors`, each written to a temporary name and renamed. The env is
+`gym.make`'s, or the agent's own `make_env(config, env_id, **kwargs)` where it has one (the Atari
+agents play by their papers' protocol). Asked again for the same run, `train_agent_run` resumes
+from the checkpoint, with a larger budget to train on: metrics rows written after the checkpoint
+are dropped and redone, and a maze that changes after so many steps goes on from the run's step
+count. `fresh=True` starts over.
 
 One process writes a run folder at a time: `open_agent_run` takes the folder's lock (a second
 process gets `FolderLockedError` before it changes any file), and the `AgentRun` holds it until it

@@ -33,8 +33,9 @@ draws both from the heads' distributions with `sample_heads` (as IRIS's imaginat
 samples the N codes of the next frame one at a time against the cache, at `sampling_temperature`
 (0: argmax) from the `top_k` most likely codes (0: all), drawing only from start's generator. The
 frame is the last of the window's codes decoded together, as a tokenizer causal in time decodes
-it (a per-frame tokenizer decodes the last frame's codes alone). The positions end at max_frames frames: a step that would pass them first rebuilds the cache
-from the last max_frames - 1 frames (a sliding window; earlier frames are forgotten).
+it (a per-frame tokenizer decodes the last frame's codes alone). The positions end at max_frames
+frames: a step that would pass them first rebuilds the cache from the last max_frames - 1 frames
+(a sliding window; earlier frames are forgotten).
 
 Deviations from IRIS: no dropout (IRIS uses 0.1 on embeddings, attention and residuals), the
 termination head is one logit with binary cross-entropy (IRIS: two classes), and actions may be
