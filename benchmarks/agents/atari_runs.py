@@ -19,6 +19,7 @@ under `references` keyed by game id.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -174,6 +175,43 @@ def report(name: str, game: str, published: dict, references: dict, figure: Path
     return summary
 
 
+def replayed_in_dream(name: str, env_id: str, seed: int, windows: int, horizon: int, draw_seed: int):
+    """Replay windows of a finished run's agent, replayed in its dream with their real actions:
+    (the windows, the context length K, the dreamed frames (the frame the dream starts from, then
+    one a step), the dreamed rewards (B, H)); None without a checkpoint."""
+    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
+    if not checkpoint.exists():
+        return None
+    agent = load_agent(checkpoint)
+    context = agent.context_frames
+    with torch.random.fork_rng():
+        torch.manual_seed(draw_seed)
+        window = agent.replay.sample(windows, context + horizon)
+        world = agent.dream()
+        frames, rewards = [world.reset(window["frames"][:, :context], window["actions"][:, : context - 1])], []
+        for t in range(horizon):
+            frame, reward, _ = world.step(window["actions"][:, context - 1 + t])
+            frames.append(frame)
+            rewards.append(reward)
+    return window, context, frames, torch.stack(rewards, dim=1)
+
+
+def dream_rewards(name: str, env_id: str, seed: int, windows: int = 64, horizon: int = 15) -> dict | None:
+    """How often the dream pays where the game did: the mean reward sign a step (and the fraction of
+    steps with a reward) of real replay windows against the same windows replayed in the dream. A
+    dream that pays far more often than the game is what an actor trained in it learns to chase."""
+    replayed = replayed_in_dream(name, env_id, seed, windows, horizon, draw_seed=1)
+    if replayed is None:
+        return None
+    window, context, _, dreamed = replayed
+    real = torch.sign(window["rewards"][:, context - 1 : context - 1 + horizon])
+    return {
+        "real_reward_per_step": float(real.mean()), "dream_reward_per_step": float(dreamed.float().mean()),
+        "real_rewarded_steps": float((real != 0).float().mean()), "dream_rewarded_steps": float((dreamed != 0).float().mean()),
+        "windows": windows, "horizon": horizon,
+    }
+
+
 def dream_figure(name: str, env_id: str, seed: int, figure: Path, rows: int = 3, horizon: int = 15) -> None:
     """Real replay windows beside the agent's dream of them: each pair of rows starts from the same
     real context and takes the real actions; the top row is what happened, the bottom the dream."""
@@ -182,17 +220,10 @@ def dream_figure(name: str, env_id: str, seed: int, figure: Path, rows: int = 3,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
-    if not checkpoint.exists():
+    replayed = replayed_in_dream(name, env_id, seed, rows, horizon, draw_seed=0)
+    if replayed is None:
         return
-    agent = load_agent(checkpoint)
-    context = agent.context_frames
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        window = agent.replay.sample(rows, context + horizon)
-        world = agent.dream()
-        first = world.reset(window["frames"][:, :context], window["actions"][:, : context - 1])
-        dreamed = [first] + [world.step(window["actions"][:, context - 1 + t])[0] for t in range(horizon)]
+    window, context, dreamed, _ = replayed
     real = window["frames"][:, context - 1 :]
     columns = horizon + 1
     axes = plt.subplots(2 * rows, columns, figsize=(columns * 0.8, 2 * rows * 0.85))[1]
@@ -212,30 +243,6 @@ def dream_figure(name: str, env_id: str, seed: int, figure: Path, rows: int = 3,
     print(f"figure: {figure}")
 
 
-def dream_rewards(name: str, env_id: str, seed: int, windows: int = 64, horizon: int = 15) -> dict | None:
-    """How often the dream pays where the game did: replay windows replayed in the dream with their
-    real actions, the mean reward sign a step (and the fraction of steps with a reward) of the real
-    windows against the dreamed ones. A dream that pays far more often than the game is what an
-    actor trained in it learns to chase."""
-    checkpoint = common.DATA / name / f"{game_name(env_id)}_seed{seed}.safetensors"
-    if not checkpoint.exists():
-        return None
-    agent = load_agent(checkpoint)
-    context = agent.context_frames
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        window = agent.replay.sample(windows, context + horizon)
-        world = agent.dream()
-        world.reset(window["frames"][:, :context], window["actions"][:, : context - 1])
-        dreamed = torch.stack([world.step(window["actions"][:, context - 1 + t])[1] for t in range(horizon)], dim=1)
-    real = torch.sign(window["rewards"][:, context - 1 : context - 1 + horizon])
-    return {
-        "real_reward_per_step": float(real.mean()), "dream_reward_per_step": float(dreamed.float().mean()),
-        "real_rewarded_steps": float((real != 0).float().mean()), "dream_rewarded_steps": float((dreamed != 0).float().mean()),
-        "windows": windows, "horizon": horizon,
-    }
-
-
 def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
     import matplotlib
 
@@ -253,3 +260,33 @@ def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
     axis.figure.tight_layout()
     axis.figure.savefig(figure, dpi=100)
     print(f"figure: {figure}")
+
+
+def benchmark(name: str, agent_class, cpu: dict, description: str, game: str = "ALE/Asterix-v5") -> None:
+    """The command line of `iris.py` and `diamond.py`: train agent `name` at the `cpu` settings,
+    play its final games, and print, draw and store the results."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--game", default=game, help=f"an ale-py id (default {game})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--final-episodes", type=int, default=20, help="whole games played by the trained agent at the end")
+    parser.add_argument("--report", action="store_true", help="only print and draw the stored runs")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results, game_label = common.RESULTS / f"{name}.json", game_name(args.game)
+    references = references_for(name, agent_class, agent_class.config_class(**cpu), args.game)
+    for seed in args.seeds:
+        if not args.report:
+            train_with_evaluations(name, agent_class, agent_class.config_class(**cpu, seed=seed), args.game, seed, args.steps, args.eval_every, args.eval_episodes)
+        final_evaluation(name, args.game, seed, args.final_episodes)
+    summary = report(name, args.game, PUBLISHED.get(args.game, {}), references, common.RESULTS / f"{name}_{game_label}.png")
+    common.update_results(results, lambda stored: stored.setdefault("summary", {}).update(summary))
+    rewards = dream_rewards(name, args.game, args.seeds[0])
+    if rewards:
+        print(f"replayed in the dream with their real actions, {rewards['windows']} windows of {rewards['horizon']} steps: reward a step "
+              f"{rewards['real_reward_per_step']:.3f} real, {rewards['dream_reward_per_step']:.3f} dreamed")  # fmt: skip
+        common.update_results(results, lambda stored: stored["summary"][f"{args.game}:{args.seeds[0]}"].update(dream_rewards=rewards))
+    dream_figure(name, args.game, args.seeds[0], common.RESULTS / f"{name}_{game_label}_dreams.png")

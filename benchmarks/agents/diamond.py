@@ -24,19 +24,14 @@ Results: benchmarks/results/diamond.json and diamond_GAME.png.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import atari_runs  # noqa: E402
-from atari_runs import common  # noqa: E402
-from reverie.agents.diamond import Diamond, DiamondConfig  # noqa: E402
+from reverie.agents.diamond import Diamond  # noqa: E402
 
 NAME = "diamond"
-GAME = "ALE/Asterix-v5"
 CPU = dict(
     frame_size=32, channels=[32, 32, 32], res_blocks=1, cond_channels=128, denoising_steps=1, batch_size=16,
     actor_channels=[16, 32, 32], lstm=256, first_epoch_steps=2000, steps_per_epoch=200,
@@ -45,33 +40,5 @@ CPU = dict(
 )  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--game", default=GAME, help=f"an ale-py id (default {GAME})")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
-    parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--eval-every", type=int, default=2_000)
-    parser.add_argument("--eval-episodes", type=int, default=5)
-    parser.add_argument("--final-episodes", type=int, default=20, help="whole games played by the trained agent at the end")
-    parser.add_argument("--report", action="store_true", help="only print and draw the stored runs")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = DiamondConfig(**CPU)
-    references = atari_runs.references_for(NAME, Diamond, config, args.game)
-    if not args.report:
-        for seed in args.seeds:
-            atari_runs.train_with_evaluations(NAME, Diamond, DiamondConfig(**CPU, seed=seed), args.game, seed, args.steps, args.eval_every, args.eval_episodes)
-    for seed in args.seeds:
-        atari_runs.final_evaluation(NAME, args.game, seed, args.final_episodes)
-    summary = atari_runs.report(NAME, args.game, atari_runs.PUBLISHED.get(args.game, {}), references, common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}.png")
-    common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results.setdefault("summary", {}).update(summary))
-    rewards = atari_runs.dream_rewards(NAME, args.game, args.seeds[0])
-    if rewards:
-        print(f"replayed in the dream with their real actions, {rewards['windows']} windows of {rewards['horizon']} steps: reward a step "
-              f"{rewards['real_reward_per_step']:.3f} real, {rewards['dream_reward_per_step']:.3f} dreamed")  # fmt: skip
-        common.update_results(common.RESULTS / f"{NAME}.json", lambda results: results["summary"][f"{args.game}:{args.seeds[0]}"].update(dream_rewards=rewards))
-    atari_runs.dream_figure(NAME, args.game, args.seeds[0], common.RESULTS / f"{NAME}_{atari_runs.game_name(args.game)}_dreams.png")
-
 if __name__ == "__main__":
-    main()
+    atari_runs.benchmark(NAME, Diamond, CPU, __doc__)
