@@ -262,10 +262,12 @@ def draw(runs: dict, references: dict, game: str, figure: Path) -> None:
     print(f"figure: {figure}")
 
 
-def benchmark(name: str, agent_class, cpu: dict, description: str, game: str = "ALE/Asterix-v5") -> None:
-    """The command line of `iris.py` and `diamond.py`: train agent `name` at the `cpu` settings,
-    play its final games, and print, draw and store the results."""
+def benchmark(name: str, agent_class, settings: dict[str, dict], description: str, game: str = "ALE/Asterix-v5") -> None:
+    """The command line of `iris.py` and `diamond.py`: train agent `name` at the chosen `settings`
+    (the first is the default; another one's results go under NAME_SETTING), play its final games,
+    and print, draw and store the results."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings", choices=list(settings), default=next(iter(settings)), help="the agent's settings")
     parser.add_argument("--game", default=game, help=f"an ale-py id (default {game})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -276,6 +278,8 @@ def benchmark(name: str, agent_class, cpu: dict, description: str, game: str = "
     parser.add_argument("--report", action="store_true", help="only print and draw the stored runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cpu = settings[args.settings]
+    name = name if args.settings == next(iter(settings)) else f"{name}_{args.settings}"
     results, game_label = common.RESULTS / f"{name}.json", game_name(args.game)
     references = references_for(name, agent_class, agent_class.config_class(**cpu), args.game)
     for seed in args.seeds:

@@ -40,4 +40,4 @@ CPU = dict(
 
 
 if __name__ == "__main__":
-    atari_runs.benchmark(NAME, Iris, CPU, __doc__)
+    atari_runs.benchmark(NAME, Iris, {"cpu": CPU}, __doc__)
