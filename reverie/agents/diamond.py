@@ -108,7 +108,6 @@ class Diamond(PixelAgent):
         ))  # fmt: skip
         self.world_model_optimizer = torch.optim.AdamW(self.world_model.parameters(), config.world_model_learning_rate, eps=1e-8, weight_decay=config.weight_decay)
         self.reward_optimizer = torch.optim.AdamW(self.reward_model.parameters(), config.reward_learning_rate, eps=1e-8, weight_decay=config.weight_decay)
-        self.losses: dict[str, float] = {}  # the last update's, of each part
 
     def parts(self) -> dict:
         return super().parts() | {
@@ -121,17 +120,12 @@ class Diamond(PixelAgent):
         for _ in range(self.updates(config.first_world_model_updates, config.world_model_updates)):
             batch = self.replay.sample(config.batch_size, window)
             loss = self.world_model.training_losses(batch)["loss"]
-            self.update("world_model", loss, self.world_model_steps, config.world_model_learning_rate, config.world_model_max_grad_norm)
-            self.world_model_steps += 1
-            self.losses["world_model"] = float(loss.detach())
+            self.update("world_model", loss, config.world_model_learning_rate, config.world_model_max_grad_norm)
         for _ in range(self.updates(config.first_reward_updates, config.reward_updates)):
             batch = self.replay.sample(config.batch_size, window)
-            loss = self.reward_model.training_losses(batch | {"terminated": batch["ends"]})["loss"]
-            self.update("reward_model", loss, self.reward_model_steps, config.reward_learning_rate, config.reward_max_grad_norm)
-            self.reward_model_steps += 1
-            self.losses["reward_model"] = float(loss.detach())
-        terms = self.train_actor_critic(self.dream(), self.updates(config.first_actor_updates, config.actor_updates), config.context_frames)
-        self.losses |= {f"actor_{name}": value for name, value in terms.items()}
+            loss = self.reward_model.training_losses(batch)["loss"]
+            self.update("reward_model", loss, config.reward_learning_rate, config.reward_max_grad_norm)
+        self.train_actor_critic(self.dream(), self.updates(config.first_actor_updates, config.actor_updates), config.context_frames)
 
     def dream(self) -> DiamondDream:
         return DiamondDream(self.world_model, self.reward_model)
@@ -139,6 +133,3 @@ class Diamond(PixelAgent):
     @property
     def context_frames(self) -> int:
         return self.config.context_frames
-
-    def end_episode(self, steps: int) -> dict:
-        return super().end_episode(steps) | self.losses

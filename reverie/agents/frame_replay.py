@@ -68,9 +68,10 @@ class FrameReplay:
         return rows[: len(rows) - length + 1][episodes[: len(rows) - length + 1] == episodes[length - 1 :]]
 
     def sample(self, batch_size: int, length: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """`batch_size` windows of `length` rows: frames (B, L, 3, H, W) float in [0, 1], actions
-        (B, L) int64, rewards (B, L), ends (B, L) bool; entry t of actions, rewards and ends is the
-        transition from frame t (the last entry of each is the final frame's, unused)."""
+        """`batch_size` windows of `length` rows in the recorded episodes' batch layout: frames
+        (B, L, 3, H, W) float in [0, 1], actions (B, L) int64, rewards (B, L), terminated (B, L)
+        bool; entry t of actions, rewards and terminated is the transition from frame t (the last
+        entry of each is the final frame's, unused)."""
         starts = self.window_starts(length)
         if len(starts) == 0:
             raise ValueError(f"the replay holds no window of {length} frames within one episode yet ({len(self)} frames stored)")
@@ -80,7 +81,7 @@ class FrameReplay:
             "frames": torch.from_numpy(self.frames[rows]).float() / 255,
             "actions": torch.from_numpy(self.actions[rows]),
             "rewards": torch.from_numpy(self.rewards[rows]),
-            "ends": torch.from_numpy(self.ends[rows]),
+            "terminated": torch.from_numpy(self.ends[rows]),
         }
 
     def state_dict(self) -> dict[str, np.ndarray]:

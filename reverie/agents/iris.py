@@ -119,7 +119,6 @@ class Iris(PixelAgent):
         self.tokenizer_optimizer = torch.optim.Adam(self.tokenizer.parameters(), config.learning_rate)
         trained = [parameter for name, parameter in self.world_model.named_parameters() if not name.startswith("tokenizer.")]
         self.world_model_optimizer = torch.optim.AdamW(trained, config.learning_rate, weight_decay=config.weight_decay)
-        self.losses: dict[str, float] = {}  # the last update's, of each part
 
     def parts(self) -> dict:
         return super().parts() | {"tokenizer": (self.tokenizer, self.tokenizer_optimizer), "world_model": (self.world_model, self.world_model_optimizer)}
@@ -144,20 +143,15 @@ class Iris(PixelAgent):
             self.tokenizer.train()
             for _ in range(config.tokenizer_updates):
                 loss = self.tokenizer.training_losses(self.replay.sample(config.tokenizer_batch_size, 1))["loss"]
-                self.update("tokenizer", loss, self.tokenizer_steps, config.learning_rate, config.max_grad_norm)
-                self.tokenizer_steps += 1
-                self.losses["tokenizer"] = float(loss.detach())
+                self.update("tokenizer", loss, config.learning_rate, config.max_grad_norm)
             self.sync_world_model_tokenizer()
         if self.epochs >= config.world_model_start_epoch:
             for _ in range(config.world_model_updates):
                 window = {name: value[:, :-1] for name, value in self.replay.sample(config.batch_size, config.window + 1).items()}
-                loss = self.world_model.training_losses(window | {"terminated": window["ends"]})["loss"]
-                self.update("world_model", loss, self.world_model_steps, config.learning_rate, config.max_grad_norm)
-                self.world_model_steps += 1
-                self.losses["world_model"] = float(loss.detach())
+                loss = self.world_model.training_losses(window)["loss"]
+                self.update("world_model", loss, config.learning_rate, config.max_grad_norm)
         if self.epochs >= config.actor_start_epoch:
-            terms = self.train_actor_critic(self.dream(), config.actor_updates, config.burn_in)
-            self.losses |= {f"actor_{name}": value for name, value in terms.items()}
+            self.train_actor_critic(self.dream(), config.actor_updates, config.burn_in)
 
     def dream(self) -> IrisDream:
         return IrisDream(self.world_model)
@@ -165,6 +159,3 @@ class Iris(PixelAgent):
     @property
     def context_frames(self) -> int:
         return self.config.burn_in
-
-    def end_episode(self, steps: int) -> dict:
-        return super().end_episode(steps) | self.losses

@@ -65,7 +65,7 @@ class PixelAgent(TaskAgent):
     gives its world model to imagination as `dream()`, started from `context_frames` real frames."""
 
     streams = ("act", "train")
-    counters = ("episodes", "total_steps", "epochs", "actor_steps")
+    counters = ("episodes", "total_steps", "epochs", "actor_critic_steps")  # and a PART_steps of each part
 
     def bind_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         shape = getattr(observation_space, "shape", None)
@@ -85,6 +85,7 @@ class PixelAgent(TaskAgent):
         self.actor_critic = ActorCritic(self.frame_size, self.action_count, config.actor_channels, config.lstm)
         self.actor_optimizer = torch.optim.Adam(self.actor_critic.parameters(), config.actor_learning_rate, eps=1e-8)
         self.actor_state: tuple[Tensor, Tensor] | None = None  # the LSTM's, through a real episode
+        self.losses: dict[str, float] = {}  # each part's loss terms at its last update, for the episode rows
 
     def parts(self) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
         """The trained parts by name, each with its optimizer (what a checkpoint holds)."""
@@ -137,7 +138,7 @@ class PixelAgent(TaskAgent):
 
     def end_episode(self, steps: int) -> dict:
         self.replay.finish_episode(self.final_frame)
-        return {"backups": self.actor_steps, "epochs": self.epochs}
+        return {"backups": self.actor_critic_steps, "epochs": self.epochs} | self.losses
 
     def evaluate(self, env: gym.Env, episodes: int, seed: int) -> list[float]:
         """Returns of `episodes` episodes played by the actor without exploration (episode i reset
@@ -175,28 +176,30 @@ class PixelAgent(TaskAgent):
         """Updates of a part in this epoch: `first` in the first, `later` after."""
         return first if self.epochs == 0 else later
 
-    def update(self, part: str, loss: Tensor, updates_so_far: int, learning_rate: float, max_grad_norm: float) -> None:
-        """One optimizer step of `part` on `loss`, at `learning_rate` warmed up over the part's first updates."""
+    def update(self, part: str, loss: Tensor, learning_rate: float, max_grad_norm: float) -> None:
+        """One optimizer step of `part` on `loss`, at `learning_rate` warmed up over the part's first
+        updates; counts it in `{part}_steps` and keeps the loss in `losses[part]`."""
         module, optimizer = self.parts()[part]
+        steps = f"{part}_steps"
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate * min(1.0, (updates_so_far + 1) / self.config.warmup_updates)
+            group["lr"] = learning_rate * min(1.0, (getattr(self, steps) + 1) / self.config.warmup_updates)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
         optimizer.step()
+        setattr(self, steps, getattr(self, steps) + 1)
+        self.losses[part] = float(loss.detach())
 
-    def train_actor_critic(self, world, updates: int, context_frames: int) -> dict[str, float]:
+    def train_actor_critic(self, world, updates: int, context_frames: int) -> None:
         """`updates` actor-critic updates in imagination from real windows of `context_frames`
-        frames; the last update's loss terms."""
-        config, terms = self.config, {}
+        frames; the last update's terms go into `losses` as actor_TERM."""
+        config = self.config
         for _ in range(updates):
             window = self.replay.sample(config.batch_size, context_frames)
             imagined = imagine(self.actor_critic, world, window["frames"], window["actions"][:, :-1], config.horizon, self.actor_view)
             losses = actor_critic_loss(imagined, config.gamma, config.lambda_, config.value_weight, config.entropy_weight)
-            self.update("actor_critic", losses["loss"], self.actor_steps, config.actor_learning_rate, config.actor_max_grad_norm)
-            self.actor_steps += 1
-            terms = {name: float(value.detach()) for name, value in losses.items()}
-        return terms
+            self.update("actor_critic", losses["loss"], config.actor_learning_rate, config.actor_max_grad_norm)
+            self.losses |= {f"actor_{name}": float(value.detach()) for name, value in losses.items()}
 
     # -- checkpoints -----------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ def test_schedule_acts_at_random_then_trains_an_epoch_every_steps_per_epoch():
     assert agent.epochs == 0 and agent.world_model_steps == 0
     rows += agent.train(env, steps=205)  # epochs at steps 80, 120, 160 and 200
     assert agent.epochs == 4
-    assert (agent.world_model_steps, agent.reward_model_steps, agent.actor_steps) == (4 + 3 * 2, 4 + 3 * 2, 3 + 3 * 2)
+    assert (agent.world_model_steps, agent.reward_model_steps, agent.actor_critic_steps) == (4 + 3 * 2, 4 + 3 * 2, 3 + 3 * 2)
     finished = sum(row["steps"] + 1 for row in rows)  # each step's frame and each episode's last, of the finished episodes
     assert len(agent.replay) - finished < agent.total_steps - sum(row["steps"] for row in rows) + 1  # and the rows of the one under way
     assert agent.replay.finished == finished
@@ -54,7 +54,7 @@ def test_world_and_reward_models_learn_from_the_replay():
     def losses() -> tuple[float, float]:
         with seeded(1), torch.no_grad():
             world = agent.world_model.training_losses(held_out)["loss"].item()
-            reward = agent.reward_model.training_losses(held_out | {"terminated": held_out["ends"]})["loss"].item()
+            reward = agent.reward_model.training_losses(held_out)["loss"].item()
         return world, reward
 
     before = losses()

@@ -50,7 +50,7 @@ def test_windows_stay_within_one_episode():
     window = replay.sample(64, 4, torch.Generator().manual_seed(0))
     pixels = window["frames"][:, :, 0, 0, 0] * 255
     assert torch.equal(pixels[:, 1:] - pixels[:, :-1], torch.ones(64, 3))  # consecutive frames of one episode
-    assert not window["ends"][:, :-2].any()  # an episode's end is at most its last transition
+    assert not window["terminated"][:, :-2].any()  # an episode's end is at most its last transition
 
 
 def test_overwritten_rows_and_unfinished_episodes_leave_no_torn_window():

@@ -35,7 +35,7 @@ def test_each_part_starts_at_its_epoch():
     agent, env = make_agent()
     agent.train(env, steps=85)  # epochs at steps 40, 60 and 80
     assert agent.epochs == 3
-    assert (agent.tokenizer_steps, agent.world_model_steps, agent.actor_steps) == (3 * 2, 2 * 2, 1 * 2)
+    assert (agent.tokenizer_steps, agent.world_model_steps, agent.actor_critic_steps) == (3 * 2, 2 * 2, 1 * 2)
     for name, value in agent.tokenizer.state_dict().items():  # the world model's frozen copy follows the autoencoder
         torch.testing.assert_close(agent.world_model.tokenizer.model.state_dict()[name], value, rtol=0, atol=0, msg=name)
 
@@ -52,7 +52,7 @@ def test_autoencoder_and_world_model_learn_from_the_replay():
         agent.tokenizer.eval()
         with seeded(1), torch.no_grad():
             reconstruction = torch.nn.functional.l1_loss(agent.tokenizer(frames["frames"]), frames["frames"]).item()
-            world = agent.world_model.training_losses(windows | {"terminated": windows["ends"]})["tokens"].item()
+            world = agent.world_model.training_losses(windows)["tokens"].item()
         return reconstruction, world
 
     before = losses()
@@ -90,7 +90,7 @@ def test_checkpoint_round_trips_and_resumes_exactly(tmp_path):
         np.testing.assert_array_equal(value, stored[name], err_msg=name)
     agent.train(env, steps=200)
     loaded.train(Iris.make_env(loaded.config, GAME), steps=200)
-    assert agent.actor_steps > 0
+    assert agent.actor_critic_steps > 0
     for name, value in loaded.state_dict().items():
         np.testing.assert_array_equal(value, agent.state_dict()[name], err_msg=name)
 
